@@ -1,0 +1,24 @@
+"""netkit: a trio-native networking framework.
+
+One server speaks HTTP/1.1 and HTTP/2 on one port (``serve``); handlers see one stream
+abstraction (``HTTPStream``) whatever the protocol; ``App`` composes them.
+"""
+
+from .app import App as App
+from .app import respond_json as respond_json
+from .errors import ConnectionClosed as ConnectionClosed
+from .errors import HTTPStatusError as HTTPStatusError
+from .errors import LocalProtocolError as LocalProtocolError
+from .errors import NetkitError as NetkitError
+from .errors import ProtocolError as ProtocolError
+from .errors import RemoteProtocolError as RemoteProtocolError
+from .errors import RequestBodyTooLarge as RequestBodyTooLarge
+from .errors import StreamReset as StreamReset
+from .http import Headers as Headers
+from .http import HTTPStream as HTTPStream
+from .http import Request as Request
+from .http import Server as Server
+from .http import ServerConfig as ServerConfig
+from .http import serve as serve
+
+__version__ = "0.1.0"

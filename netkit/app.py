@@ -1,0 +1,60 @@
+"""``App``: the one handler that a netkit server runs.
+
+For now it routes exact ``(method, path)`` pairs to stream handlers and answers 404/405
+itself; REST resources, gRPC services and WebSocket endpoints plug in here as they land.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .http import Handler, HTTPStream
+
+
+def _problem(status: int, detail: str) -> tuple[list[tuple[str, str]], bytes]:
+    body = json.dumps({"status": status, "detail": detail}).encode()
+    return [("content-type", "application/problem+json")], body
+
+
+class App:
+    """Routes requests to handlers: ``app.route("GET", "/hello", handler)``."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, dict[str, Handler]] = {}
+
+    def route(self, method: str, path: str, handler: Handler | None = None) -> Any:
+        """Register ``handler`` for ``method path``; usable as a decorator without it."""
+
+        def register(fn: Handler) -> Handler:
+            self._routes.setdefault(path, {})[method.upper()] = fn
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    async def __call__(self, stream: HTTPStream) -> None:
+        request = stream.request
+        methods = self._routes.get(request.path)
+        if methods is None:
+            headers, body = _problem(404, f"no route for {request.path}")
+            await stream.respond(404, headers, body)
+            return
+        handler = methods.get(request.method)
+        if handler is None and request.method == "HEAD":
+            handler = methods.get("GET")
+        if handler is None:
+            headers, body = _problem(405, f"{request.method} not allowed on {request.path}")
+            headers.append(("allow", ", ".join(sorted(methods))))
+            await stream.respond(405, headers, body)
+            return
+        await handler(stream)
+
+
+async def respond_json(stream: HTTPStream, status: int, payload: Any) -> None:
+    """Send ``payload`` as an ``application/json`` response."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    await stream.respond(status, [("content-type", "application/json")], body)
+
+
+JsonHandler = Callable[[HTTPStream], Any]

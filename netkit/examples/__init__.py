@@ -1,0 +1,1 @@
+"""Small apps used by the docs, the tests and the benchmarks."""

@@ -1,0 +1,265 @@
+"""HTTP/1.1 driver: a thin trio loop around h11.
+
+One connection handles its requests one after another in its own task (HTTP/1.1 has no
+concurrency within a connection, so no per-request task is needed). The request body is
+read from the socket only when the handler asks for it, which is the backpressure.
+
+Timeouts: the first request head must arrive within ``request_head_timeout`` of the
+connection opening; between requests the connection may idle ``keep_alive_timeout``, and
+once the next request's first byte arrives its head must complete within
+``request_head_timeout``. Every write is bounded by ``write_timeout``.
+"""
+
+from __future__ import annotations
+
+import math
+from http import HTTPStatus
+from typing import Any
+
+import h11
+import trio
+
+from ..errors import ConnectionClosed, HTTPStatusError, LocalProtocolError, StreamReset
+from ._config import ServerConfig
+from ._headers import Headers, HeadersLike, normalize
+from ._stream import Handler, HTTPStream, Request, run_handler
+
+_READ_SIZE = 64 * 1024
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_MAX_DRAIN = 64 * 1024
+
+
+class _Closed(Exception):
+    """Internal: the connection must close now (timeout, EOF or broken transport)."""
+
+
+class H11Stream(HTTPStream):
+    def __init__(self, conn: H11Connection, request: Request) -> None:
+        super().__init__(request, conn.config.max_request_body_size)
+        self._conn = conn
+        self._chunked = False
+        self._trailers_ok = "trailers" in (request.headers.get("te") or "")
+
+    async def _receive_chunk(self) -> bytes:
+        conn = self._conn
+        h = conn.h11
+        if h.their_state is not h11.SEND_BODY:
+            return b""
+        if h.they_are_waiting_for_100_continue:
+            await conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+        try:
+            event = await conn.next_event(trio.current_time() + conn.config.keep_alive_timeout)
+        except h11.RemoteProtocolError as exc:
+            raise HTTPStatusError(exc.error_status_hint, "malformed request body") from exc
+        if isinstance(event, h11.Data):
+            return bytes(event.data)
+        if isinstance(event, h11.EndOfMessage):
+            return b""
+        raise ConnectionClosed("connection ended inside the request body")
+
+    async def send_headers(
+        self, status: int, headers: HeadersLike = (), *, end_stream: bool = False
+    ) -> None:
+        if self.headers_sent:
+            raise LocalProtocolError("response headers already sent")
+        pairs = normalize(headers)
+        names = {k for k, _ in pairs}
+        if end_stream and b"content-length" not in names:
+            pairs.append((b"content-length", b"0"))
+        elif b"content-length" not in names and b"transfer-encoding" not in names:
+            self._chunked = self.request.http_version == "1.1"
+        if self._conn.closing:
+            pairs.append((b"connection", b"close"))
+        self.headers_sent = True
+        data = self._conn.h11.send(
+            h11.Response(status_code=status, headers=pairs, reason=_REASONS.get(status, b""))
+        )
+        if end_stream:
+            data += self._conn.h11.send(h11.EndOfMessage())
+            self.finished = True
+        await self._conn.send_bytes(data)
+
+    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        if self.finished:
+            raise LocalProtocolError("response already finished")
+        if not self.headers_sent:
+            raise LocalProtocolError("send_headers() must come first")
+        out = self._conn.h11.send(h11.Data(data=data)) if data else b""
+        if end_stream:
+            out = (out or b"") + self._conn.h11.send(h11.EndOfMessage())
+            self.finished = True
+        if out:
+            await self._conn.send_bytes(out)
+
+    async def send_trailers(self, headers: HeadersLike) -> None:
+        if self.finished:
+            raise LocalProtocolError("response already finished")
+        trailers = normalize(headers) if self._chunked and self._trailers_ok else []
+        self.finished = True
+        await self._conn.send_bytes(self._conn.h11.send(h11.EndOfMessage(headers=trailers)))
+
+    async def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
+        if self.headers_sent:
+            raise LocalProtocolError("response headers already sent")
+        pairs = normalize(headers)
+        pairs.append((b"content-length", str(len(body)).encode()))
+        if self._conn.closing:
+            pairs.append((b"connection", b"close"))
+        h = self._conn.h11
+        data = h.send(
+            h11.Response(status_code=status, headers=pairs, reason=_REASONS.get(status, b""))
+        )
+        if body:
+            data += h.send(h11.Data(data=body))
+        data += h.send(h11.EndOfMessage())
+        self.headers_sent = self.finished = True
+        await self._conn.send_bytes(data)
+
+    async def abort(self) -> None:
+        self.finished = True
+        self._conn.closing = True
+        raise StreamReset(0, "HTTP/1.1 response abandoned; connection closed")
+
+
+class H11Connection:
+    """Serves HTTP/1.1 requests on one transport until it closes."""
+
+    def __init__(
+        self,
+        transport: trio.abc.Stream,
+        handler: Handler,
+        config: ServerConfig,
+        *,
+        scheme: str,
+        initial_data: bytes = b"",
+    ) -> None:
+        self.transport = transport
+        self.handler = handler
+        self.config = config
+        self.scheme = scheme
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
+        if initial_data:
+            self.h11.receive_data(initial_data)
+        #: Set when the connection must close after the current response (shutdown).
+        self.closing = False
+        self._idle = True
+
+    # -- I/O edges --------------------------------------------------------------------
+    async def send_bytes(self, data: bytes) -> None:
+        try:
+            with trio.fail_after(self.config.write_timeout):
+                await self.transport.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
+            raise ConnectionClosed("could not write the response") from exc
+
+    async def send(self, event: Any) -> None:
+        data = self.h11.send(event)
+        if data:
+            await self.send_bytes(data)
+
+    async def next_event(self, deadline: float) -> Any:
+        """The next h11 event, reading from the socket as needed, before ``deadline``."""
+        with trio.CancelScope(deadline=deadline) as scope:
+            while True:
+                event = self.h11.next_event()
+                if event is not h11.NEED_DATA:
+                    return event
+                try:
+                    data = await self.transport.receive_some(_READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise ConnectionClosed("transport failed while reading") from exc
+                self.h11.receive_data(data)
+                if data and self._idle:
+                    # The next request has begun: from now on its head has its own limit.
+                    self._idle = False
+                    scope.deadline = trio.current_time() + self.config.request_head_timeout
+        raise ConnectionClosed("timed out waiting for the peer")
+
+    def start_drain(self) -> None:
+        """Graceful shutdown: finish the current response with ``connection: close``."""
+        self.closing = True
+        if self._idle and self._waiting_scope is not None:
+            self._waiting_scope.cancel()
+
+    _waiting_scope: trio.CancelScope | None = None
+
+    # -- the loop ---------------------------------------------------------------------
+    async def run(self) -> None:
+        deadline = trio.current_time() + self.config.request_head_timeout
+        self._idle = False  # the first head is bounded from the connection's start
+        while not self.closing:
+            event: Any = None
+            try:
+                with trio.CancelScope() as self._waiting_scope:
+                    event = await self.next_event(deadline)
+                self._waiting_scope = None
+                if event is None:  # start_drain() interrupted an idle wait
+                    return
+            except ConnectionClosed:
+                return
+            except h11.RemoteProtocolError as exc:
+                await self._send_error(exc.error_status_hint, str(exc))
+                return
+            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return
+            if not isinstance(event, h11.Request):
+                return
+            stream = H11Stream(self, self._make_request(event))
+            try:
+                await run_handler(self.handler, stream)
+            except (ConnectionClosed, StreamReset):
+                return
+            if not await self._finish_cycle():
+                return
+            self._idle = True
+            deadline = trio.current_time() + self.config.keep_alive_timeout
+
+    def _make_request(self, event: h11.Request) -> Request:
+        headers = Headers(event.headers)
+        return Request(
+            method=event.method.decode("ascii"),
+            target=event.target.decode("latin-1"),
+            authority=headers.get("host") or "",
+            scheme=self.scheme,
+            headers=headers,
+            http_version=event.http_version.decode("ascii"),
+        )
+
+    async def _finish_cycle(self) -> bool:
+        """After a response: drain a small unread body, then reuse the connection if allowed."""
+        h = self.h11
+        if h.our_state is not h11.DONE:
+            return False
+        if h.their_state is h11.SEND_BODY and not self.closing:
+            drained = 0
+            try:
+                with trio.move_on_after(1.0):
+                    while h.their_state is h11.SEND_BODY and drained <= _MAX_DRAIN:
+                        event = await self.next_event(math.inf)
+                        if isinstance(event, h11.Data):
+                            drained += len(event.data)
+            except (ConnectionClosed, h11.RemoteProtocolError):
+                return False
+        if h.our_state is h11.DONE and h.their_state is h11.DONE and not self.closing:
+            h.start_next_cycle()
+            return True
+        return False
+
+    async def _send_error(self, status: int, detail: str) -> None:
+        """Answer malformed input (400, 431, ...) if h11 still lets us, then close."""
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f'{{"status": {status}, "detail": "{status} bad request"}}'.encode()
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        try:
+            data = self.h11.send(
+                h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+            )
+            data += self.h11.send(h11.Data(data=body)) + self.h11.send(h11.EndOfMessage())
+            await self.send_bytes(data)
+        except (h11.LocalProtocolError, ConnectionClosed):
+            return

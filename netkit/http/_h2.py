@@ -1,0 +1,568 @@
+"""HTTP/2 driver: a thin trio loop around h2, with the defences h2 leaves to its user.
+
+Theory of operation
+-------------------
+A connection runs three kinds of task in its own nursery:
+
+* the **read loop** (the connection's own task) reads bytes, feeds h2, and acts on the
+  events *synchronously*: it appends body chunks to per-stream buffers, wakes waiters
+  and starts stream tasks. It never awaits anything that belongs to one stream, so a
+  slow handler cannot stall the other streams (hypercorn's read loop does wait on a
+  stream's queue; ours has no per-stream queue to wait on).
+* one **stream task** per request, running the handler against an :class:`H2Stream`.
+* the **writer**, the only task that writes to the transport. Everyone else moves h2's
+  output into ``_outbuf`` (``queue()``) and wakes it, so responses produced in the same
+  scheduling round leave in one ``send_all``.
+
+Memory is bounded without waiting on streams:
+
+* request bodies: a stream's buffer can never exceed its receive window (h2 raises
+  FLOW_CONTROL_ERROR on a peer that overruns it), and the window is reopened only as the
+  handler consumes data. The *connection* window is sized to cover every stream's window,
+  so unread data on one stream never closes the connection window for the others;
+* output: senders wait for window updates instead of buffering, and the read loop stops
+  reading while ``_outbuf`` is above a high-water mark (a peer that floods PINGs but never
+  reads its ACKs is simply not read); every write is bounded by ``write_timeout``.
+
+Abuse h2 does not defend against, and what we do:
+
+* rapid reset (CVE-2023-44487) and streams over the concurrency limit: a token bucket of
+  resets + refusals; when empty, GOAWAY(ENHANCE_YOUR_CALM). A reset stream's handler keeps
+  its concurrency slot until it has really finished, so resets cannot multiply work;
+* more than ``max_concurrent_streams`` streams: RST_STREAM(REFUSED_STREAM) for that stream
+  only. h2 itself treats this as a connection error, so ``_ServerProtocol`` intercepts the
+  HEADERS frame, decodes it (HPACK state must stay in sync) and refuses it;
+* oversized header blocks / CONTINUATION floods / HPACK bombs: the encoded block is
+  bounded here, the decoded list by hpack's ``max_header_list_size``, the number of
+  CONTINUATION frames by h2; all end in GOAWAY;
+* PING/SETTINGS/PRIORITY/empty-DATA floods: a second token bucket, and the output bound above;
+* zero-window stalls: a sender whose window stays closed for ``write_timeout`` resets its
+  stream (CANCEL) and frees what it held.
+
+Graceful shutdown sends GOAWAY (NO_ERROR, last stream id) and lets in-flight streams
+finish. h2's own ``close_connection`` would move its state machine to CLOSED and reject
+the in-flight streams' frames, so the GOAWAY frame is serialized here instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+from h2.errors import ErrorCodes
+from h2.stream import StreamClosedBy
+from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
+
+from ..errors import ConnectionClosed, LocalProtocolError, StreamReset
+from ._budget import TokenBucket
+from ._config import ServerConfig
+from ._headers import Headers, HeadersLike, normalize
+from ._stream import Handler, HTTPStream, Request, run_handler
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_READ_SIZE = 64 * 1024
+_OUT_HIGH_WATER = 256 * 1024
+_DEFAULT_WINDOW = 65535
+
+T = TypeVar("T")
+
+
+class _ServerProtocol(h2.connection.H2Connection):
+    """h2's connection plus stream refusal and a bound on encoded header blocks."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(
+            h2.config.H2Configuration(
+                client_side=False, header_encoding=None, validate_inbound_headers=True
+            )
+        )
+        self.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
+            },
+        )
+        self.max_inbound_frame_size = config.h2_max_frame_size
+        self.decoder.max_header_list_size = config.max_header_size
+        self.stream_limit = config.max_concurrent_streams
+        self.max_header_block = config.max_header_size
+        #: Handlers still running, including those of streams already reset.
+        self.busy = 0
+        #: Set on graceful shutdown: every new stream is refused.
+        self.refuse_new = False
+        #: Streams refused so far (read by the driver to charge its reset budget).
+        self.refused = 0
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Any], list[Any]]:
+        if len(frame.data) > self.max_header_block:
+            raise h2.exceptions.DenialOfServiceError(
+                f"header block of {len(frame.data)} bytes exceeds {self.max_header_block}"
+            )
+        sid = frame.stream_id
+        new = sid not in self.streams and sid % 2 == 1 and sid > self.highest_inbound_stream_id
+        if new and (
+            self.refuse_new
+            or self.busy >= self.stream_limit
+            or self.open_inbound_streams >= self.stream_limit
+        ):
+            # Decode anyway: the peer's HPACK encoder has already updated its table.
+            h2.connection._decode_headers(self.decoder, frame.data)
+            self.highest_inbound_stream_id = sid
+            self._closed_streams[sid] = StreamClosedBy.SEND_RST_STREAM
+            self.refused += 1
+            rst = RstStreamFrame(sid)
+            rst.error_code = ErrorCodes.REFUSED_STREAM
+            return [rst], []
+        frames, events = super()._receive_headers_frame(frame)
+        return frames, events
+
+
+class H2Stream(HTTPStream):
+    """One HTTP/2 request; its methods are called from the stream's own task."""
+
+    def __init__(self, conn: H2Connection, stream_id: int, request: Request) -> None:
+        super().__init__(request, conn.config.max_request_body_size)
+        self.stream_id = stream_id
+        self._conn = conn
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._ended = False
+        self._reset_code: int | None = None
+        self._readable = trio.Event()
+        self._writable = trio.Event()
+        self._scope: trio.CancelScope | None = None
+        #: Request trailers, once received (gRPC clients rarely send them; HTTP allows it).
+        self.trailers: Headers | None = None
+
+    # -- called synchronously by the read loop -------------------------------------
+    def _feed(self, data: bytes, flow_len: int) -> None:
+        self._chunks.append((data, flow_len))
+        self._readable.set()
+
+    def _feed_end(self) -> None:
+        self._ended = True
+        self._readable.set()
+
+    def _on_reset(self, code: int) -> None:
+        self._reset_code = code
+        self._readable.set()
+        self._writable.set()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _wake_writer(self) -> None:
+        self._writable.set()
+
+    def _unread_flow(self) -> int:
+        total = sum(n for _, n in self._chunks)
+        self._chunks.clear()
+        return total
+
+    # -- request body -----------------------------------------------------------------
+    async def _receive_chunk(self) -> bytes:
+        while not self._chunks:
+            if self._reset_code is not None:
+                raise StreamReset(self._reset_code)
+            if self._ended:
+                return b""
+            self._readable = trio.Event()
+            await self._readable.wait()
+        data, flow_len = self._chunks.popleft()
+        self._conn.acknowledge(self.stream_id, flow_len)
+        return data
+
+    # -- response -------------------------------------------------------------------
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._reset_code is not None:
+            raise StreamReset(self._reset_code)
+        if self._conn.dead:
+            raise ConnectionClosed("HTTP/2 connection is gone")
+        try:
+            return fn(*args, **kwargs)
+        except h2.exceptions.StreamClosedError as exc:
+            raise StreamReset(int(exc.error_code), "stream closed") from exc
+        except h2.exceptions.ProtocolError as exc:
+            raise LocalProtocolError(str(exc)) from exc
+
+    async def send_headers(
+        self, status: int, headers: HeadersLike = (), *, end_stream: bool = False
+    ) -> None:
+        if self.headers_sent:
+            raise LocalProtocolError("response headers already sent")
+        pairs = [(b":status", str(status).encode()), *normalize(headers)]
+        self._call(self._conn.h2.send_headers, self.stream_id, pairs, end_stream=end_stream)
+        self.headers_sent = True
+        self.finished = end_stream
+        await self._conn.queue_and_wait()
+
+    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        if not self.headers_sent:
+            raise LocalProtocolError("send_headers() must come first")
+        if self.finished:
+            raise LocalProtocolError("response already finished")
+        h2c = self._conn.h2
+        view = memoryview(data)
+        while True:
+            if not view:
+                if end_stream:
+                    self._call(h2c.end_stream, self.stream_id)
+                    self.finished = True
+                    await self._conn.queue_and_wait()
+                return
+            window = self._call(h2c.local_flow_control_window, self.stream_id)
+            size = min(window, h2c.max_outbound_frame_size, len(view))
+            if size <= 0:
+                await self._wait_for_window()
+                continue
+            last = size == len(view)
+            chunk = data if last and size == len(data) else bytes(view[:size])
+            self._call(h2c.send_data, self.stream_id, chunk, end_stream=end_stream and last)
+            view = view[size:]
+            if last:
+                self.finished = end_stream
+                await self._conn.queue_and_wait()
+                return
+            await self._conn.queue_and_wait()
+
+    async def _wait_for_window(self) -> None:
+        self._writable = trio.Event()
+        with trio.move_on_after(self._conn.config.write_timeout):
+            await self._writable.wait()
+            return
+        # The peer kept its window shut: free this stream instead of holding it forever.
+        self._conn.reset(self.stream_id, ErrorCodes.CANCEL)
+        self._reset_code = ErrorCodes.CANCEL
+        raise StreamReset(ErrorCodes.CANCEL, "peer's flow-control window stayed closed")
+
+    async def send_trailers(self, headers: HeadersLike) -> None:
+        if self.finished:
+            raise LocalProtocolError("response already finished")
+        if not self.headers_sent:
+            raise LocalProtocolError("send_headers() must come first")
+        self._call(self._conn.h2.send_headers, self.stream_id, normalize(headers), end_stream=True)
+        self.finished = True
+        await self._conn.queue_and_wait()
+
+    async def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
+        pairs = [*normalize(headers), (b"content-length", str(len(body)).encode())]
+        await self.send_headers(status, pairs, end_stream=not body)
+        if body:
+            await self.send_data(body, end_stream=True)
+
+    async def abort(self) -> None:
+        self.finished = True
+        if self._reset_code is None and not self._conn.dead:
+            self._conn.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
+            self._reset_code = ErrorCodes.INTERNAL_ERROR
+        await trio.lowlevel.checkpoint()
+
+
+class H2Connection:
+    """Serves HTTP/2 on one transport (cleartext with prior knowledge, or TLS with ALPN h2)."""
+
+    def __init__(
+        self,
+        transport: trio.abc.Stream,
+        handler: Handler,
+        config: ServerConfig,
+        *,
+        scheme: str,
+        initial_data: bytes = b"",
+    ) -> None:
+        self.transport = transport
+        self.handler = handler
+        self.config = config
+        self.scheme = scheme
+        self.h2 = _ServerProtocol(config)
+        self.streams: dict[int, H2Stream] = {}
+        self.dead = False
+        self.draining = False
+        #: The error code of the GOAWAY we sent, if we ended the connection.
+        self.goaway_code: int | None = None
+        self._initial = initial_data
+        self._outbuf = bytearray()
+        self._writer_wake = trio.Event()
+        self._drained = trio.lowlevel.ParkingLot()
+        self._nursery: trio.Nursery | None = None
+        self._read_scope: trio.CancelScope | None = None
+        now = trio.current_time()
+        self._idle_deadline = now + config.request_head_timeout
+        self._resets = TokenBucket(config.h2_reset_burst, config.h2_reset_rate, now)
+        self._control = TokenBucket(config.h2_control_burst, config.h2_control_rate, now)
+        self._refused_seen = 0
+        self._calm_violation = ""
+
+    # -- output -----------------------------------------------------------------------
+    def queue(self) -> None:
+        """Move h2's pending output to the writer's buffer and wake the writer."""
+        data = self.h2.data_to_send()
+        if data:
+            self._outbuf += data
+            self._writer_wake.set()
+
+    async def queue_and_wait(self) -> None:
+        """``queue()``, then wait while the output buffer is above its high-water mark."""
+        self.queue()
+        while len(self._outbuf) > _OUT_HIGH_WATER and not self.dead:
+            await self._drained.park()
+        if self.dead:
+            raise ConnectionClosed("HTTP/2 connection is gone")
+        await trio.lowlevel.checkpoint()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                while not self._outbuf:
+                    await self._writer_wake.wait()
+                    self._writer_wake = trio.Event()
+                data, self._outbuf = self._outbuf, bytearray()
+                with trio.fail_after(self.config.write_timeout):
+                    await self.transport.send_all(data)
+                self._drained.unpark_all()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            self._die()
+
+    def _die(self) -> None:
+        self.dead = True
+        self._drained.unpark_all()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def acknowledge(self, stream_id: int, flow_len: int) -> None:
+        """The handler consumed ``flow_len`` bytes: let h2 reopen the windows."""
+        if flow_len and not self.dead:
+            self.h2.acknowledge_received_data(flow_len, stream_id)
+            self.queue()
+
+    def reset(self, stream_id: int, code: int) -> None:
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except h2.exceptions.ProtocolError:
+            return  # already closed on h2's side
+        self.queue()
+
+    def goaway(self, code: int, last_stream_id: int | None = None) -> None:
+        """Send GOAWAY without moving h2 to CLOSED, so in-flight streams can finish."""
+        self.queue()
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = (
+            self.h2.highest_inbound_stream_id if last_stream_id is None else last_stream_id
+        )
+        frame.error_code = code
+        self._outbuf += frame.serialize()
+        self._writer_wake.set()
+        if self.goaway_code is None or code:
+            self.goaway_code = code
+
+    def start_drain(self) -> None:
+        """Graceful shutdown: GOAWAY now, finish in-flight streams, refuse new ones."""
+        if self.draining:
+            return
+        self.draining = True
+        self.h2.refuse_new = True
+        if not self.dead:
+            self.goaway(ErrorCodes.NO_ERROR)
+        if not self.streams and self._read_scope is not None:
+            self._read_scope.cancel()
+
+    # -- the connection ---------------------------------------------------------------
+    async def run(self) -> None:
+        self.h2.initiate_connection()
+        # Size the connection window to cover every stream's window: data a slow
+        # handler has not read yet must never starve the other streams (see module doc).
+        extra = self.config.max_concurrent_streams * self.config.h2_initial_window_size
+        if extra > _DEFAULT_WINDOW:
+            self.h2.increment_flow_control_window(min(extra, 2**31 - 1) - _DEFAULT_WINDOW)
+        self.queue()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._writer)
+                await self._read_loop()
+                # Let the last frames (GOAWAY, final responses) leave, briefly.
+                with trio.move_on_after(1.0):
+                    while self._outbuf and not self.dead:
+                        await self._drained.park()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.dead = True
+            self._drained.unpark_all()
+
+    async def _read_loop(self) -> None:
+        data = self._initial
+        while True:
+            if data and not self._process(data):
+                return
+            if self.draining and not self.streams:
+                return
+            while len(self._outbuf) > _OUT_HIGH_WATER and not self.dead:
+                await self._drained.park()
+            if self.dead:
+                return
+            deadline = math.inf if self.streams else self._idle_deadline
+            with trio.CancelScope(deadline=deadline) as self._read_scope:
+                try:
+                    data = await self.transport.receive_some(_READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                if not data:
+                    return  # EOF: the peer is gone, nothing more can be answered
+            self._read_scope = None
+            if self.draining and not self.streams:
+                return
+            if not self.streams and trio.current_time() >= self._idle_deadline:
+                self.goaway(ErrorCodes.NO_ERROR)
+                return
+
+    def _process(self, data: bytes) -> bool:
+        """Feed h2 and act on its events; False when the connection must end."""
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
+            self.h2.close_connection(error_code=code)
+            self.goaway_code = int(code)
+            self.queue()
+            return False
+        now = trio.current_time()
+        last_request = 0
+        for event in events:
+            kind = type(event)
+            if kind is h2.events.RequestReceived:
+                last_request = event.stream_id
+                self._start_stream(event)
+            elif kind is h2.events.DataReceived:
+                self._on_data(event, now)
+            elif kind is h2.events.StreamEnded:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream._feed_end()
+            elif kind is h2.events.WindowUpdated:
+                self._on_window(event.stream_id)
+            elif kind is h2.events.StreamReset:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    if not stream.finished:
+                        self._charge(self._resets, now, "rapid reset")
+                    stream._on_reset(event.error_code)
+            elif kind is h2.events.TrailersReceived:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.trailers = Headers(event.headers)
+            elif kind is h2.events.RemoteSettingsChanged:
+                self._charge(self._control, now, "SETTINGS flood")
+                self._on_window(0)
+            elif kind is h2.events.PingReceived:
+                self._charge(self._control, now, "PING flood")
+            elif kind is h2.events.PriorityUpdated:
+                if event.stream_id != last_request:
+                    self._charge(self._control, now, "PRIORITY flood")
+            elif kind is h2.events.UnknownFrameReceived:
+                self._charge(self._control, now, "unknown-frame flood")
+            elif kind is h2.events.ConnectionTerminated:
+                if event.error_code:
+                    self.queue()
+                    return False
+                self.draining = True
+                self.h2.refuse_new = True
+        if self.h2.refused > self._refused_seen:
+            self._charge(
+                self._resets, now, "refused-stream flood", self.h2.refused - self._refused_seen
+            )
+            self._refused_seen = self.h2.refused
+        if self._calm_violation:
+            self.h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
+            self.goaway_code = ErrorCodes.ENHANCE_YOUR_CALM
+            self.queue()
+            return False
+        self.queue()
+        return True
+
+    def _charge(self, bucket: TokenBucket, now: float, what: str, tokens: int = 1) -> None:
+        if not bucket.spend(now, tokens) and not self._calm_violation:
+            self._calm_violation = what
+
+    def _on_data(self, event: h2.events.DataReceived, now: float) -> None:
+        flow_len = event.flow_controlled_length or 0
+        if not event.data and not event.stream_ended:
+            self._charge(self._control, now, "empty DATA flood")
+        stream = self.streams.get(event.stream_id)
+        if stream is None or stream._reset_code is not None:
+            # Nobody will read it: hand the window straight back.
+            if flow_len:
+                self.h2.acknowledge_received_data(flow_len, event.stream_id)
+            return
+        if event.data or flow_len:
+            stream._feed(event.data, flow_len)
+
+    def _on_window(self, stream_id: int) -> None:
+        if stream_id == 0:
+            for stream in self.streams.values():
+                stream._wake_writer()
+        else:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                stream._wake_writer()
+
+    def _start_stream(self, event: h2.events.RequestReceived) -> None:
+        pseudo: dict[bytes, bytes] = {}
+        regular = []
+        for name, value in event.headers:
+            if name.startswith(b":"):
+                pseudo[name] = value
+            else:
+                regular.append((name, value))
+        headers = Headers(regular)
+        authority = pseudo.get(b":authority")
+        request = Request(
+            method=pseudo.get(b":method", b"").decode("ascii"),
+            target=pseudo.get(b":path", b"").decode("latin-1"),
+            authority=authority.decode("latin-1") if authority else headers.get("host") or "",
+            scheme=pseudo.get(b":scheme", self.scheme.encode()).decode("ascii"),
+            headers=headers,
+            http_version="2",
+        )
+        stream = H2Stream(self, event.stream_id, request)
+        self.streams[event.stream_id] = stream
+        self.h2.busy += 1
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_stream, stream)
+
+    async def _run_stream(self, stream: H2Stream) -> None:
+        sid = stream.stream_id
+        try:
+            with trio.CancelScope() as stream._scope:
+                try:
+                    await run_handler(self.handler, stream)
+                except (StreamReset, ConnectionClosed):
+                    pass
+            if not self.dead:
+                leftover = stream._unread_flow()
+                if leftover:
+                    self.h2.acknowledge_received_data(leftover, sid)
+                if not stream._ended and stream._reset_code is None:
+                    # Response done but the client is still sending: tell it to stop.
+                    self.reset(sid, ErrorCodes.NO_ERROR if stream.finished else ErrorCodes.CANCEL)
+                elif not stream.finished and stream._reset_code is None:
+                    self.reset(sid, ErrorCodes.CANCEL)
+                self.queue()
+        finally:
+            del self.streams[sid]
+            self.h2.busy -= 1
+            if not self.streams:
+                self._idle_deadline = trio.current_time() + self.config.keep_alive_timeout
+                if self._read_scope is not None:
+                    if self.draining:
+                        self._read_scope.cancel()
+                    else:
+                        self._read_scope.deadline = self._idle_deadline

@@ -1,0 +1,181 @@
+"""``serve``: one listening port for HTTP/1.1 and HTTP/2, cleartext or TLS.
+
+The server owns a nursery of connection tasks; each connection picks its protocol
+(ALPN under TLS; on cleartext, the HTTP/2 preface in the first bytes means HTTP/2 with
+prior knowledge) and runs the matching driver. Nothing outlives ``serve``: when it
+returns, every connection and stream task has finished.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import ssl
+from typing import Protocol
+
+import attrs
+import trio
+
+from ._config import ServerConfig
+from ._h2 import PREFACE, H2Connection
+from ._h11 import H11Connection
+from ._stream import Handler
+
+log = logging.getLogger("netkit.server")
+
+_ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+
+
+class _Drainable(Protocol):
+    def start_drain(self) -> None: ...
+
+
+@attrs.define(eq=False)
+class Server:
+    """A running server, as handed back by ``nursery.start(netkit.serve, ...)``."""
+
+    config: ServerConfig
+    listeners: list[trio.SocketListener]
+    _shutdown: trio.Event = attrs.field(factory=trio.Event)
+    _connections: set[_Drainable] = attrs.field(factory=set)
+    _all_closed: trio.Event = attrs.field(factory=trio.Event)
+    _open: int = 0
+
+    @property
+    def sockets(self) -> list[trio.socket.SocketType]:
+        return [listener.socket for listener in self.listeners]
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful after binding port 0)."""
+        port: int = self.listeners[0].socket.getsockname()[1]
+        return port
+
+    @property
+    def host(self) -> str:
+        host: str = self.listeners[0].socket.getsockname()[0]
+        return host
+
+    @property
+    def connection_count(self) -> int:
+        return self._open
+
+    def shutdown(self) -> None:
+        """Begin a graceful shutdown; ``serve`` returns once it has completed.
+
+        Stops accepting, sends GOAWAY on HTTP/2 connections, lets in-flight requests
+        finish within ``config.shutdown_grace``, then cancels what is left.
+        """
+        self._shutdown.set()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown.is_set()
+
+
+def _protocol_for_alpn(transport: trio.SSLStream[trio.SocketStream]) -> str:
+    return "h2" if transport.selected_alpn_protocol() == "h2" else "http/1.1"
+
+
+async def _sniff(transport: trio.abc.Stream) -> tuple[str, bytes]:
+    """Read until the first bytes tell HTTP/2 prior knowledge from HTTP/1.1."""
+    data = b""
+    while len(data) < len(PREFACE) and PREFACE.startswith(data):
+        chunk = await transport.receive_some(65536)
+        if not chunk:
+            return "eof", data
+        data += chunk
+    return ("h2" if data.startswith(PREFACE) else "http/1.1"), data
+
+
+async def serve(
+    handler: Handler,
+    host: str | None = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    config: ServerConfig | None = None,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``handler`` on ``host:port`` until cancelled or ``Server.shutdown()``.
+
+    Use it with ``server = await nursery.start(serve, app, "127.0.0.1", 0)``: ``start``
+    returns once the sockets are listening, with the :class:`Server` handle. With an
+    ``ssl_context``, ALPN is set to offer ``h2`` and ``http/1.1`` on it.
+    """
+    config = config or ServerConfig()
+    if ssl_context is not None:
+        ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+    listeners = await trio.open_tcp_listeners(port, host=host, backlog=config.backlog)
+    server = Server(config=config, listeners=listeners)
+    slots = trio.Semaphore(config.max_connections)
+    scheme = "https" if ssl_context is not None else "http"
+
+    async def handle(sock: trio.SocketStream) -> None:
+        transport: trio.abc.Stream = sock
+        conn: H11Connection | H2Connection | None = None
+        try:
+            with trio.move_on_after(config.request_head_timeout) as head_scope:
+                if ssl_context is not None:
+                    tls = trio.SSLStream(sock, ssl_context, server_side=True)
+                    transport = tls
+                    await tls.do_handshake()
+                    proto, initial = _protocol_for_alpn(tls), b""
+                else:
+                    proto, initial = await _sniff(sock)
+            if head_scope.cancelled_caught or proto == "eof":
+                return
+            cls = H2Connection if proto == "h2" else H11Connection
+            conn = cls(transport, handler, config, scheme=scheme, initial_data=initial)
+            server._connections.add(conn)
+            if server.shutting_down:
+                conn.start_drain()
+            await conn.run()
+        except _TRANSPORT_ERRORS:
+            pass
+        except Exception:
+            log.exception("connection failed")
+        finally:
+            if conn is not None:
+                server._connections.discard(conn)
+            server._open -= 1
+            slots.release()
+            await trio.aclose_forcefully(transport)
+            if server.shutting_down and server._open == 0:
+                server._all_closed.set()
+
+    async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        async with listener:
+            while True:
+                await slots.acquire()
+                try:
+                    sock = await listener.accept()
+                except OSError as exc:
+                    slots.release()
+                    if exc.errno in _ACCEPT_RETRY_ERRNOS:
+                        log.error("accept failed (%s); retrying shortly", exc)
+                        await trio.sleep(0.1)
+                        continue
+                    raise
+                except BaseException:
+                    slots.release()
+                    raise
+                server._open += 1
+                nursery.start_soon(handle, sock)
+
+    async with trio.open_nursery() as conn_nursery:
+        with trio.CancelScope() as accept_scope:
+            async with trio.open_nursery() as accept_nursery:
+                for listener in listeners:
+                    accept_nursery.start_soon(accept_loop, listener, conn_nursery)
+                task_status.started(server)
+                await server._shutdown.wait()
+                accept_scope.cancel()
+        # Graceful shutdown: no new connections; drain the open ones.
+        for conn in list(server._connections):
+            conn.start_drain()
+        if server._open:
+            with trio.move_on_after(config.shutdown_grace):
+                await server._all_closed.wait()
+        conn_nursery.cancel_scope.cancel()

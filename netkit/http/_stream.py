@@ -1,0 +1,180 @@
+"""The one stream abstraction that REST, gRPC, WebSocket and the proxy are written against.
+
+Both the HTTP/1.1 and the HTTP/2 driver hand a handler an :class:`HTTPStream`: the
+request head, the request body as an async iterator with backpressure, and a response
+side that sends headers, data and trailers. Backpressure works the same on both: the
+body is pulled from the connection only as the handler reads it (HTTP/1.1: socket reads;
+HTTP/2: flow-control window updates), and ``send_data`` returns only once the peer's
+windows and the socket let the bytes go.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import attrs
+
+from ..errors import ConnectionClosed, HTTPStatusError, RequestBodyTooLarge, StreamReset
+from ._headers import Headers, HeadersLike
+
+log = logging.getLogger("netkit.server")
+
+Handler = Callable[["HTTPStream"], Awaitable[None]]
+"""What the server calls once per request: ``async def handler(stream) -> None``."""
+
+
+@attrs.frozen
+class Request:
+    """The request head. ``target`` is the raw path with its query string."""
+
+    method: str
+    target: str
+    authority: str
+    scheme: str
+    headers: Headers
+    http_version: str
+
+    @property
+    def path(self) -> str:
+        """The target without its query string."""
+        return self.target.split("?", 1)[0]
+
+    @property
+    def query_string(self) -> str:
+        parts = self.target.split("?", 1)
+        return parts[1] if len(parts) == 2 else ""
+
+
+class HTTPStream(abc.ABC):
+    """One request/response exchange, on either protocol.
+
+    A handler may read the body (``receive``, ``async for``, ``read_body``), then send the
+    response: ``send_headers``, any number of ``send_data``, optionally ``send_trailers``
+    (HTTP/2; dropped on HTTP/1.1 unless the body is chunked), or everything at once with
+    ``respond``. If the handler returns without finishing the response, the server
+    finishes it; if it raises, the server answers 500 or resets the stream.
+    """
+
+    request: Request
+    #: The HTTP/2 stream id, or 0 on HTTP/1.1.
+    stream_id: int = 0
+    headers_sent: bool = False
+    finished: bool = False
+
+    def __init__(self, request: Request, max_body_size: int) -> None:
+        self.request = request
+        self._max_body = max_body_size
+        self._received = 0
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_size:
+            self._too_large = True
+        else:
+            self._too_large = False
+
+    # -- request body -------------------------------------------------------------
+    @abc.abstractmethod
+    async def _receive_chunk(self) -> bytes:
+        """The next body chunk from the protocol, ``b""`` at the end."""
+
+    async def receive(self) -> bytes:
+        """The next chunk of the request body, ``b""`` once it has all been read.
+
+        Raises :class:`RequestBodyTooLarge` as soon as the declared or received size
+        exceeds ``max_request_body_size``.
+        """
+        if self._too_large:
+            raise RequestBodyTooLarge(self._max_body)
+        chunk = await self._receive_chunk()
+        self._received += len(chunk)
+        if self._received > self._max_body:
+            self._too_large = True
+            raise RequestBodyTooLarge(self._max_body)
+        return chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while chunk := await self.receive():
+            yield chunk
+
+    async def read_body(self) -> bytes:
+        """The whole request body (bounded by ``max_request_body_size``)."""
+        parts = [chunk async for chunk in self]
+        return b"".join(parts)
+
+    # -- response -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def send_headers(
+        self, status: int, headers: HeadersLike = (), *, end_stream: bool = False
+    ) -> None:
+        """Send the response head; with ``end_stream`` the response has no body."""
+
+    @abc.abstractmethod
+    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        """Send body bytes, waiting for flow control; ``end_stream`` ends the response."""
+
+    @abc.abstractmethod
+    async def send_trailers(self, headers: HeadersLike) -> None:
+        """End the response with trailers (HTTP/2, or HTTP/1.1 chunked)."""
+
+    @abc.abstractmethod
+    async def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
+        """Send a complete response in one step (adds content-length)."""
+
+    @abc.abstractmethod
+    async def abort(self) -> None:
+        """Abandon the response: RST_STREAM on HTTP/2, close the connection on HTTP/1.1."""
+
+
+def _error_body(status: int, detail: str) -> tuple[list[tuple[str, str]], bytes]:
+    import json
+
+    body = json.dumps({"status": status, "detail": detail}).encode()
+    return [("content-type", "application/problem+json")], body
+
+
+async def run_handler(handler: Handler, stream: HTTPStream) -> None:
+    """Run one handler and make sure the exchange ends well, whatever the handler does.
+
+    This is the single boundary where handler failures become protocol answers, so both
+    drivers behave the same: HTTPStatusError -> that status; anything else -> 500 and a
+    log line with method, path and stream id; a response left open -> finished for it.
+    """
+    req = stream.request
+    try:
+        await handler(stream)
+    except HTTPStatusError as exc:
+        if not stream.headers_sent:
+            headers, body = _error_body(exc.status, exc.detail)
+            await stream.respond(exc.status, headers, body)
+        elif not stream.finished:
+            await stream.abort()
+        return
+    except (StreamReset, ConnectionClosed):
+        return
+    except Exception:
+        log.exception(
+            "handler failed: %s %s (HTTP/%s stream %d)",
+            req.method,
+            req.target,
+            req.http_version,
+            stream.stream_id,
+        )
+        if not stream.headers_sent:
+            headers, body = _error_body(500, "internal server error")
+            await stream.respond(500, headers, body)
+        elif not stream.finished:
+            await stream.abort()
+        return
+    if not stream.finished:
+        if not stream.headers_sent:
+            log.error(
+                "handler returned without responding: %s %s (stream %d)",
+                req.method,
+                req.target,
+                stream.stream_id,
+            )
+            headers, body = _error_body(500, "handler sent no response")
+            await stream.respond(500, headers, body)
+        else:
+            await stream.send_data(b"", end_stream=True)
