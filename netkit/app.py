@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from .http import Handler, HTTPStream
+
+H = TypeVar("H", bound=Handler)
 
 
 def _problem(status: int, detail: str) -> tuple[list[tuple[str, str]], bytes]:
@@ -24,10 +26,14 @@ class App:
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, Handler]] = {}
 
-    def route(self, method: str, path: str, handler: Handler | None = None) -> Any:
+    @overload
+    def route(self, method: str, path: str) -> Callable[[H], H]: ...
+    @overload
+    def route(self, method: str, path: str, handler: H) -> H: ...
+    def route(self, method: str, path: str, handler: H | None = None) -> Any:
         """Register ``handler`` for ``method path``; usable as a decorator without it."""
 
-        def register(fn: Handler) -> Handler:
+        def register(fn: H) -> H:
             self._routes.setdefault(path, {})[method.upper()] = fn
             return fn
 
@@ -55,6 +61,3 @@ async def respond_json(stream: HTTPStream, status: int, payload: Any) -> None:
     """Send ``payload`` as an ``application/json`` response."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     await stream.respond(status, [("content-type", "application/json")], body)
-
-
-JsonHandler = Callable[[HTTPStream], Any]

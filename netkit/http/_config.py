@@ -10,8 +10,12 @@ from __future__ import annotations
 import attrs
 from attrs import validators as v
 
-_pos_int = [v.instance_of(int), v.gt(0)]
-_pos_num = [v.instance_of((int, float)), v.gt(0)]
+_pos_int = v.and_(v.instance_of(int), v.gt(0))
+
+
+def _pos_num(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)

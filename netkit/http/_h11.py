@@ -19,7 +19,7 @@ from typing import Any
 import h11
 import trio
 
-from ..errors import ConnectionClosed, HTTPStatusError, LocalProtocolError, StreamReset
+from ..errors import ConnectionClosed, HTTPStatusError, LocalProtocolError
 from ._config import ServerConfig
 from ._headers import Headers, HeadersLike, normalize
 from ._stream import Handler, HTTPStream, Request, run_handler
@@ -29,8 +29,8 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _MAX_DRAIN = 64 * 1024
 
 
-class _Closed(Exception):
-    """Internal: the connection must close now (timeout, EOF or broken transport)."""
+def _response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
+    return h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
 
 
 class H11Stream(HTTPStream):
@@ -39,6 +39,7 @@ class H11Stream(HTTPStream):
         self._conn = conn
         self._chunked = False
         self._trailers_ok = "trailers" in (request.headers.get("te") or "")
+        self.aborted = False
 
     async def _receive_chunk(self) -> bytes:
         conn = self._conn
@@ -71,9 +72,7 @@ class H11Stream(HTTPStream):
         if self._conn.closing:
             pairs.append((b"connection", b"close"))
         self.headers_sent = True
-        data = self._conn.h11.send(
-            h11.Response(status_code=status, headers=pairs, reason=_REASONS.get(status, b""))
-        )
+        data = self._conn.h11.send(_response(status, pairs))
         if end_stream:
             data += self._conn.h11.send(h11.EndOfMessage())
             self.finished = True
@@ -106,9 +105,7 @@ class H11Stream(HTTPStream):
         if self._conn.closing:
             pairs.append((b"connection", b"close"))
         h = self._conn.h11
-        data = h.send(
-            h11.Response(status_code=status, headers=pairs, reason=_REASONS.get(status, b""))
-        )
+        data = h.send(_response(status, pairs))
         if body:
             data += h.send(h11.Data(data=body))
         data += h.send(h11.EndOfMessage())
@@ -116,9 +113,10 @@ class H11Stream(HTTPStream):
         await self._conn.send_bytes(data)
 
     async def abort(self) -> None:
-        self.finished = True
+        # HTTP/1.1 cannot cancel one response: the connection closes after the handler.
+        self.finished = self.aborted = True
         self._conn.closing = True
-        raise StreamReset(0, "HTTP/1.1 response abandoned; connection closed")
+        await trio.lowlevel.checkpoint()
 
 
 class H11Connection:
@@ -168,7 +166,7 @@ class H11Connection:
                     data = await self.transport.receive_some(_READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise ConnectionClosed("transport failed while reading") from exc
-                self.h11.receive_data(data)
+                self.h11.receive_data(bytes(data))
                 if data and self._idle:
                     # The next request has begun: from now on its head has its own limit.
                     self._idle = False
@@ -205,9 +203,8 @@ class H11Connection:
             if not isinstance(event, h11.Request):
                 return
             stream = H11Stream(self, self._make_request(event))
-            try:
-                await run_handler(self.handler, stream)
-            except (ConnectionClosed, StreamReset):
+            await run_handler(self.handler, stream)
+            if stream.aborted:
                 return
             if not await self._finish_cycle():
                 return
@@ -256,9 +253,7 @@ class H11Connection:
             (b"connection", b"close"),
         ]
         try:
-            data = self.h11.send(
-                h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
-            )
+            data = self.h11.send(_response(status, headers))
             data += self.h11.send(h11.Data(data=body)) + self.h11.send(h11.EndOfMessage())
             await self.send_bytes(data)
         except (h11.LocalProtocolError, ConnectionClosed):

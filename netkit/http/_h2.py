@@ -399,7 +399,7 @@ class H2Connection:
             self._drained.unpark_all()
 
     async def _read_loop(self) -> None:
-        data = self._initial
+        data: bytes | bytearray = self._initial
         while True:
             if data and not self._process(data):
                 return
@@ -410,6 +410,7 @@ class H2Connection:
             if self.dead:
                 return
             deadline = math.inf if self.streams else self._idle_deadline
+            data = b""
             with trio.CancelScope(deadline=deadline) as self._read_scope:
                 try:
                     data = await self.transport.receive_some(_READ_SIZE)
@@ -424,7 +425,7 @@ class H2Connection:
                 self.goaway(ErrorCodes.NO_ERROR)
                 return
 
-    def _process(self, data: bytes) -> bool:
+    def _process(self, data: bytes | bytearray) -> bool:
         """Feed h2 and act on its events; False when the connection must end."""
         try:
             events = self.h2.receive_data(data)
@@ -437,39 +438,38 @@ class H2Connection:
         now = trio.current_time()
         last_request = 0
         for event in events:
-            kind = type(event)
-            if kind is h2.events.RequestReceived:
+            if isinstance(event, h2.events.RequestReceived):
                 last_request = event.stream_id
                 self._start_stream(event)
-            elif kind is h2.events.DataReceived:
+            elif isinstance(event, h2.events.DataReceived):
                 self._on_data(event, now)
-            elif kind is h2.events.StreamEnded:
+            elif isinstance(event, h2.events.StreamEnded):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream._feed_end()
-            elif kind is h2.events.WindowUpdated:
+            elif isinstance(event, h2.events.WindowUpdated):
                 self._on_window(event.stream_id)
-            elif kind is h2.events.StreamReset:
+            elif isinstance(event, h2.events.StreamReset):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     if not stream.finished:
                         self._charge(self._resets, now, "rapid reset")
                     stream._on_reset(event.error_code)
-            elif kind is h2.events.TrailersReceived:
+            elif isinstance(event, h2.events.TrailersReceived):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream.trailers = Headers(event.headers)
-            elif kind is h2.events.RemoteSettingsChanged:
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
                 self._charge(self._control, now, "SETTINGS flood")
                 self._on_window(0)
-            elif kind is h2.events.PingReceived:
+            elif isinstance(event, h2.events.PingReceived):
                 self._charge(self._control, now, "PING flood")
-            elif kind is h2.events.PriorityUpdated:
+            elif isinstance(event, h2.events.PriorityUpdated):
                 if event.stream_id != last_request:
                     self._charge(self._control, now, "PRIORITY flood")
-            elif kind is h2.events.UnknownFrameReceived:
+            elif isinstance(event, h2.events.UnknownFrameReceived):
                 self._charge(self._control, now, "unknown-frame flood")
-            elif kind is h2.events.ConnectionTerminated:
+            elif isinstance(event, h2.events.ConnectionTerminated):
                 if event.error_code:
                     self.queue()
                     return False
@@ -507,12 +507,10 @@ class H2Connection:
 
     def _on_window(self, stream_id: int) -> None:
         if stream_id == 0:
-            for stream in self.streams.values():
-                stream._wake_writer()
-        else:
-            stream = self.streams.get(stream_id)
-            if stream is not None:
-                stream._wake_writer()
+            for each in self.streams.values():
+                each._wake_writer()
+        elif (stream := self.streams.get(stream_id)) is not None:
+            stream._wake_writer()
 
     def _start_stream(self, event: h2.events.RequestReceived) -> None:
         pseudo: dict[bytes, bytes] = {}
@@ -542,10 +540,7 @@ class H2Connection:
         sid = stream.stream_id
         try:
             with trio.CancelScope() as stream._scope:
-                try:
-                    await run_handler(self.handler, stream)
-                except (StreamReset, ConnectionClosed):
-                    pass
+                await run_handler(self.handler, stream)
             if not self.dead:
                 leftover = stream._unread_flow()
                 if leftover:

@@ -137,44 +137,49 @@ async def run_handler(handler: Handler, stream: HTTPStream) -> None:
     """Run one handler and make sure the exchange ends well, whatever the handler does.
 
     This is the single boundary where handler failures become protocol answers, so both
-    drivers behave the same: HTTPStatusError -> that status; anything else -> 500 and a
-    log line with method, path and stream id; a response left open -> finished for it.
+    drivers behave the same: HTTPStatusError -> that status; anything else -> 500 (or a
+    reset once the response has started) and a log line with method, path and stream
+    id; a response left open -> finished for it. A stream that was reset or a connection
+    that went away ends the exchange quietly: there is nobody left to answer.
     """
-    req = stream.request
     try:
-        await handler(stream)
-    except HTTPStatusError as exc:
-        if not stream.headers_sent:
-            headers, body = _error_body(exc.status, exc.detail)
-            await stream.respond(exc.status, headers, body)
-        elif not stream.finished:
-            await stream.abort()
-        return
-    except (StreamReset, ConnectionClosed):
-        return
-    except Exception:
-        log.exception(
-            "handler failed: %s %s (HTTP/%s stream %d)",
-            req.method,
-            req.target,
-            req.http_version,
-            stream.stream_id,
-        )
-        if not stream.headers_sent:
-            headers, body = _error_body(500, "internal server error")
-            await stream.respond(500, headers, body)
-        elif not stream.finished:
-            await stream.abort()
-        return
-    if not stream.finished:
-        if not stream.headers_sent:
-            log.error(
-                "handler returned without responding: %s %s (stream %d)",
+        try:
+            await handler(stream)
+        except HTTPStatusError as exc:
+            await _fail(stream, exc.status, exc.detail)
+            return
+        except (StreamReset, ConnectionClosed):
+            return
+        except Exception:
+            req = stream.request
+            log.exception(
+                "handler failed: %s %s (HTTP/%s stream %d)",
                 req.method,
                 req.target,
+                req.http_version,
                 stream.stream_id,
             )
-            headers, body = _error_body(500, "handler sent no response")
-            await stream.respond(500, headers, body)
-        else:
-            await stream.send_data(b"", end_stream=True)
+            await _fail(stream, 500, "internal server error")
+            return
+        if not stream.finished:
+            if stream.headers_sent:
+                await stream.send_data(b"", end_stream=True)
+            else:
+                req = stream.request
+                log.error(
+                    "handler returned without responding: %s %s (stream %d)",
+                    req.method,
+                    req.target,
+                    stream.stream_id,
+                )
+                await _fail(stream, 500, "handler sent no response")
+    except (StreamReset, ConnectionClosed):
+        return
+
+
+async def _fail(stream: HTTPStream, status: int, detail: str) -> None:
+    if not stream.headers_sent:
+        headers, body = _error_body(status, detail)
+        await stream.respond(status, headers, body)
+    elif not stream.finished:
+        await stream.abort()
