@@ -80,34 +80,39 @@ class RawH2:
     async def send_raw(self, data: bytes) -> None:
         await self.stream.send_all(data)
 
-    async def receive(self, timeout: float = 5.0) -> list[h2.events.Event]:
-        """Read once (up to ``timeout``); returns the new events ([] on EOF or timeout)."""
-        with trio.move_on_after(timeout):
-            try:
-                data = await self.stream.receive_some(65536)
-            except trio.BrokenResourceError:
-                data = b""
-            if not data:
-                self.closed = True
-                return []
-            events = self.conn.receive_data(data)
-            self.events.extend(events)
-            await self.flush()
-            return events
-        return []
+    async def receive(self) -> list[h2.events.Event]:
+        """Read once; returns the new events ([] and ``closed`` set on EOF).
 
-    async def until(self, predicate: Any, timeout: float = 5.0) -> h2.events.Event:
-        """Read until an event satisfying ``predicate`` arrives; fail after ``timeout``."""
+        Callers bound waits with ``trio.fail_after`` / ``move_on_after``.
+        """
+        try:
+            data = await self.stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self.closed = True
+            return []
+        events = self.conn.receive_data(data)
+        self.events.extend(events)
+        await self.flush()
+        return events
+
+    async def until(self, predicate: Any) -> h2.events.Event:
+        """Read until an event satisfying ``predicate`` arrives (AssertionError on EOF)."""
         for event in self.events:
             if predicate(event):
                 return event
-        with trio.fail_after(timeout):
-            while True:
-                for event in await self.receive(timeout):
-                    if predicate(event):
-                        return event
-                if self.closed:
-                    raise AssertionError(f"connection closed; events: {self.events}")
+        while True:
+            for event in await self.receive():
+                if predicate(event):
+                    return event
+            if self.closed:
+                raise AssertionError(f"connection closed; events: {self.events}")
+
+    async def read_until_closed(self) -> None:
+        """Read (and process) everything until the server closes the connection."""
+        while not self.closed:
+            await self.receive()
 
     def request(
         self, path: str = "/hello", method: str = "GET", end_stream: bool = True, **extra: str
@@ -123,16 +128,17 @@ class RawH2:
         self.conn.send_headers(sid, headers, end_stream=end_stream)
         return sid
 
-    async def get(self, path: str = "/hello", timeout: float = 5.0) -> tuple[int, bytes]:
-        """A complete GET: returns (status, body)."""
+    async def get(self, path: str = "/hello") -> tuple[int, bytes]:
+        """A complete GET: returns (status, body); bounded by a 5 s trio deadline."""
         sid = self.request(path)
         await self.flush()
-        return await self.response(sid, timeout)
+        return await self.response(sid)
 
-    async def response(self, sid: int, timeout: float = 5.0) -> tuple[int, bytes]:
+    async def response(self, sid: int) -> tuple[int, bytes]:
+        """Collect stream ``sid``'s response (status, body), acknowledging its data."""
         status = 0
         body = bytearray()
-        with trio.fail_after(timeout):
+        with trio.fail_after(5):
             seen = 0
             while True:
                 for event in self.events[seen:]:
@@ -149,7 +155,7 @@ class RawH2:
                     elif isinstance(event, h2.events.StreamReset):
                         raise AssertionError(f"stream {sid} reset: {event.error_code}")
                 seen = len(self.events)
-                await self.receive(timeout)
+                await self.receive()
                 if self.closed:
                     raise AssertionError(f"connection closed before stream {sid} ended")
 
