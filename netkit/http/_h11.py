@@ -202,6 +202,11 @@ class H11Connection:
                 return
             if not isinstance(event, h11.Request):
                 return
+            # h11 bounds only heads that arrive in pieces; bound complete ones too.
+            head_size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+            if head_size > self.config.max_header_size:
+                await self._send_error(431, "request head too large")
+                return
             stream = H11Stream(self, self._make_request(event))
             await run_handler(self.handler, stream)
             if stream.aborted:

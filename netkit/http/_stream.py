@@ -144,6 +144,8 @@ async def run_handler(handler: Handler, stream: HTTPStream) -> None:
     """
     try:
         try:
+            if stream._too_large:  # declared content-length over the limit: don't start
+                raise RequestBodyTooLarge(stream._max_body)
             await handler(stream)
         except HTTPStatusError as exc:
             await _fail(stream, exc.status, exc.detail)
