@@ -22,3 +22,22 @@ from .http import ServerConfig as ServerConfig
 from .http import serve as serve
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "ConnectionClosed",
+    "HTTPStatusError",
+    "HTTPStream",
+    "Headers",
+    "LocalProtocolError",
+    "NetkitError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Request",
+    "RequestBodyTooLarge",
+    "Server",
+    "ServerConfig",
+    "StreamReset",
+    "respond_json",
+    "serve",
+]

@@ -11,6 +11,7 @@ import h2.connection
 import h2.events
 import trio
 import trio.testing
+from hyperframe.frame import Frame, RstStreamFrame
 
 from netkit import App, HTTPStream, Server, ServerConfig, serve
 from netkit.examples.hello import app as hello_app
@@ -59,6 +60,13 @@ class RawH2:
         )
         self.events: list[h2.events.Event] = []
         self.closed = False
+        #: Every frame received, parsed independently of h2's state machine, so tests can
+        #: see frames h2 would swallow (e.g. RST_STREAM for a stream it never opened).
+        self.frames: list[Frame] = []
+        self._frame_buffer = b""
+        #: Hand received DATA's window back as soon as it arrives (like a real client).
+        #: Set False to hold windows shut and acknowledge by hand.
+        self.auto_ack = True
 
     @classmethod
     @asynccontextmanager
@@ -92,10 +100,40 @@ class RawH2:
         if not data:
             self.closed = True
             return []
+        self._log_frames(data)
         events = self.conn.receive_data(data)
         self.events.extend(events)
+        if any(isinstance(e, h2.events.ConnectionTerminated) and not e.error_code for e in events):
+            # h2's state machine closes on any GOAWAY, even a graceful one, and would then
+            # reject the in-flight streams' frames. Keep reading, as nghttp2 clients do.
+            self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        if self.auto_ack:
+            for event in events:
+                if isinstance(event, h2.events.DataReceived) and event.flow_controlled_length:
+                    self.conn.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
         await self.flush()
         return events
+
+    def _log_frames(self, data: bytes) -> None:
+        buf = self._frame_buffer + data
+        while len(buf) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
+            if len(buf) < 9 + length:
+                break
+            frame.parse_body(memoryview(buf[9 : 9 + length]))
+            self.frames.append(frame)
+            buf = buf[9 + length :]
+        self._frame_buffer = buf
+
+    def rst_codes(self, stream_id: int) -> list[int]:
+        """Error codes of every RST_STREAM received for ``stream_id``."""
+        return [
+            f.error_code
+            for f in self.frames
+            if isinstance(f, RstStreamFrame) and f.stream_id == stream_id
+        ]
 
     async def until(self, predicate: Any) -> h2.events.Event:
         """Read until an event satisfying ``predicate`` arrives (AssertionError on EOF)."""
@@ -148,7 +186,8 @@ class RawH2:
                         status = int(dict(event.headers)[b":status"])
                     elif isinstance(event, h2.events.DataReceived):
                         body += event.data
-                        self.conn.acknowledge_received_data(event.flow_controlled_length, sid)
+                        if not self.auto_ack:
+                            self.conn.acknowledge_received_data(event.flow_controlled_length, sid)
                     elif isinstance(event, h2.events.StreamEnded):
                         await self.flush()
                         return status, bytes(body)

@@ -7,3 +7,13 @@ from ._server import serve as serve
 from ._stream import Handler as Handler
 from ._stream import HTTPStream as HTTPStream
 from ._stream import Request as Request
+
+__all__ = [
+    "HTTPStream",
+    "Handler",
+    "Headers",
+    "Request",
+    "Server",
+    "ServerConfig",
+    "serve",
+]

@@ -1,0 +1,38 @@
+"""The public API is what the packages re-export, and the export lists are complete."""
+
+import types
+
+import attrs
+import pytest
+
+import netkit
+import netkit.http
+
+
+@pytest.mark.parametrize("module", [netkit, netkit.http])
+def test_all_lists_exactly_the_public_names(module) -> None:
+    public = {
+        name
+        for name, obj in vars(module).items()
+        if not name.startswith("_") and not isinstance(obj, types.ModuleType)
+    }
+    assert set(module.__all__) == public
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+
+
+def test_http_api_reachable_from_top_level() -> None:
+    for name in ["serve", "Server", "ServerConfig", "HTTPStream", "Request", "Headers"]:
+        assert getattr(netkit, name) is getattr(netkit.http, name)
+
+
+def test_config_is_frozen_and_validated() -> None:
+    config = netkit.ServerConfig()
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        config.max_connections = 5  # type: ignore[misc]
+    with pytest.raises((ValueError, TypeError)):
+        netkit.ServerConfig(max_concurrent_streams=0)
+    with pytest.raises((ValueError, TypeError)):
+        netkit.ServerConfig(keep_alive_timeout=-1)
+    with pytest.raises((ValueError, TypeError)):
+        netkit.ServerConfig(h2_max_frame_size=100)
