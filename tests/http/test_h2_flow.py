@@ -33,44 +33,44 @@ def blocking_app(started: trio.Event, release: trio.Event) -> App:
 async def test_unread_body_holds_its_window_but_not_other_streams() -> None:
     started, release = trio.Event(), trio.Event()
     config = ServerConfig(h2_initial_window_size=WINDOW)
-    async with running_server(blocking_app(started, release), config) as server:
-        async with RawH2.connect(server) as client:
-            with trio.fail_after(10):
-                await client.until(lambda e: isinstance(e, h2.events.RemoteSettingsChanged))
-                stuck = client.request("/stuck", "POST", end_stream=False)
-                await client.flush()
-                await started.wait()
-                # Fill the stuck stream's whole window.
-                for offset in range(0, WINDOW, 16384):
-                    client.conn.send_data(stuck, b"x" * min(16384, WINDOW - offset))
-                await client.flush()
-                # A second stream on the same connection moves 300 KB both ways.
-                payload = bytes(range(256)) * 1200
-                echo = client.request("/echo", "POST", end_stream=False)
-                sent = 0
-                while sent < len(payload):
-                    window = min(
-                        client.conn.local_flow_control_window(echo),
-                        client.conn.max_outbound_frame_size,
-                    )
-                    if window == 0:
-                        await client.receive()
-                        continue
-                    chunk = payload[sent : sent + window]
-                    client.conn.send_data(echo, chunk, end_stream=sent + len(chunk) == len(payload))
-                    sent += len(chunk)
-                    await client.flush()
-                status, body = await client.response(echo)
-                assert (status, body) == (200, payload)
-                # The stuck stream never got its window back while unread.
-                assert client.conn.local_flow_control_window(stuck) == 0
-                assert not any(
-                    isinstance(e, h2.events.WindowUpdated) and e.stream_id == stuck
-                    for e in client.events
+    app = blocking_app(started, release)
+    async with running_server(app, config) as server, RawH2.connect(server) as client:
+        with trio.fail_after(10):
+            await client.until(lambda e: isinstance(e, h2.events.RemoteSettingsChanged))
+            stuck = client.request("/stuck", "POST", end_stream=False)
+            await client.flush()
+            await started.wait()
+            # Fill the stuck stream's whole window.
+            for offset in range(0, WINDOW, 16384):
+                client.conn.send_data(stuck, b"x" * min(16384, WINDOW - offset))
+            await client.flush()
+            # A second stream on the same connection moves 300 KB both ways.
+            payload = bytes(range(256)) * 1200
+            echo = client.request("/echo", "POST", end_stream=False)
+            sent = 0
+            while sent < len(payload):
+                window = min(
+                    client.conn.local_flow_control_window(echo),
+                    client.conn.max_outbound_frame_size,
                 )
-                release.set()
-                status, body = await client.response(stuck)
-                assert (status, body) == (200, b"released")
+                if window == 0:
+                    await client.receive()
+                    continue
+                chunk = payload[sent : sent + window]
+                client.conn.send_data(echo, chunk, end_stream=sent + len(chunk) == len(payload))
+                sent += len(chunk)
+                await client.flush()
+            status, body = await client.response(echo)
+            assert (status, body) == (200, payload)
+            # The stuck stream never got its window back while unread.
+            assert client.conn.local_flow_control_window(stuck) == 0
+            assert not any(
+                isinstance(e, h2.events.WindowUpdated) and e.stream_id == stuck
+                for e in client.events
+            )
+            release.set()
+            status, body = await client.response(stuck)
+            assert (status, body) == (200, b"released")
 
 
 async def test_sender_waits_for_the_peers_window() -> None:
