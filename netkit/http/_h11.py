@@ -21,6 +21,7 @@ import trio
 
 from ..errors import ConnectionClosed, HTTPStatusError, LocalProtocolError
 from ._config import ServerConfig
+from ._h2 import H2Connection
 from ._headers import Headers, HeadersLike, normalize
 from ._stream import Handler, HTTPStream, Request, run_handler
 
@@ -31,6 +32,18 @@ _MAX_DRAIN = 64 * 1024
 
 def _response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
     return h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+
+
+def _asks_for_h2c(request: Request) -> bool:
+    """A bodyless request offering ``Upgrade: h2c`` with its HTTP2-Settings."""
+    headers = request.headers
+    upgrade = (headers.get("upgrade") or "").lower()
+    return (
+        "h2c" in [token.strip() for token in upgrade.split(",")]
+        and "http2-settings" in headers
+        and "transfer-encoding" not in headers
+        and headers.get("content-length", "0") == "0"
+    )
 
 
 class H11Stream(HTTPStream):
@@ -143,6 +156,7 @@ class H11Connection:
         #: True while no byte of the next request has arrived.
         self._idle = True
         self._scope = trio.CancelScope()
+        self._upgraded: H2Connection | None = None
 
     # -- I/O edges --------------------------------------------------------------------
     # One cancel scope spans the connection; its deadline is moved before each wait on
@@ -189,7 +203,9 @@ class H11Connection:
     def start_drain(self) -> None:
         """Graceful shutdown: finish the current response with ``connection: close``."""
         self.closing = True
-        if self._idle:
+        if self._upgraded is not None:
+            self._upgraded.start_drain()
+        elif self._idle:
             self._scope.cancel()
 
     # -- the loop ---------------------------------------------------------------------
@@ -216,12 +232,42 @@ class H11Connection:
             if head_size > self.config.max_header_size:
                 await self._send_error(431, "request head too large")
                 return
-            stream = H11Stream(self, self._make_request(event))
+            request = self._make_request(event)
+            if self.scheme == "http" and _asks_for_h2c(request):
+                await self._upgrade_to_h2(request)
+                return
+            stream = H11Stream(self, request)
             await run_handler(self.handler, stream)
             if stream.aborted or not await self._finish_cycle():
                 return
             self._idle = True
             deadline = trio.current_time() + self.config.keep_alive_timeout
+
+    async def _upgrade_to_h2(self, request: Request) -> None:
+        """``Upgrade: h2c`` (RFC 7540 3.2): 101, then HTTP/2 with this request as stream 1."""
+        event = await self.next_event(trio.current_time() + self.config.request_head_timeout)
+        if not isinstance(event, h11.EndOfMessage):
+            return
+        await self.send(
+            h11.InformationalResponse(
+                status_code=101,
+                headers=[(b"connection", b"Upgrade"), (b"upgrade", b"h2c")],
+                reason=b"Switching Protocols",
+            )
+        )
+        settings = (request.headers.get("http2-settings") or "").encode("latin-1")
+        h2conn = H2Connection(
+            self.transport,
+            self.handler,
+            self.config,
+            scheme=self.scheme,
+            initial_data=self.h11.trailing_data[0],
+            upgrade=(settings, request),
+        )
+        self._upgraded = h2conn
+        if self.closing:
+            h2conn.start_drain()
+        await h2conn.run()
 
     def _make_request(self, event: h11.Request) -> Request:
         headers = Headers(event.headers)

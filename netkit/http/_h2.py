@@ -278,8 +278,12 @@ class H2Connection:
         *,
         scheme: str,
         initial_data: bytes = b"",
+        upgrade: tuple[bytes, Request] | None = None,
     ) -> None:
         self.transport = transport
+        #: From an HTTP/1.1 ``Upgrade: h2c``: the HTTP2-Settings value and the request
+        #: that becomes stream 1.
+        self._upgrade = upgrade
         self.handler = handler
         self.config = config
         self.scheme = scheme
@@ -377,7 +381,10 @@ class H2Connection:
 
     # -- the connection ---------------------------------------------------------------
     async def run(self) -> None:
-        self.h2.initiate_connection()
+        if self._upgrade is not None:
+            self.h2.initiate_upgrade_connection(self._upgrade[0])
+        else:
+            self.h2.initiate_connection()
         # Size the connection window to cover every stream's window: data a slow
         # handler has not read yet must never starve the other streams (see module doc).
         extra = self.config.max_concurrent_streams * self.config.h2_initial_window_size
@@ -388,6 +395,10 @@ class H2Connection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._writer)
+                if self._upgrade is not None:
+                    stream = H2Stream(self, 1, self._upgrade[1])
+                    stream._ended = True
+                    self._launch(stream)
                 await self._read_loop()
                 # Let the last frames (GOAWAY, final responses) leave, briefly.
                 with trio.move_on_after(1.0):
@@ -530,8 +541,10 @@ class H2Connection:
             headers=headers,
             http_version="2",
         )
-        stream = H2Stream(self, event.stream_id, request)
-        self.streams[event.stream_id] = stream
+        self._launch(H2Stream(self, event.stream_id, request))
+
+    def _launch(self, stream: H2Stream) -> None:
+        self.streams[stream.stream_id] = stream
         self.h2.busy += 1
         assert self._nursery is not None
         self._nursery.start_soon(self._run_stream, stream)
