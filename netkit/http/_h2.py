@@ -57,9 +57,11 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import trio
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
+from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamClosedBy
-from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from ..errors import ConnectionClosed, LocalProtocolError, StreamReset
 from ._budget import TokenBucket
@@ -73,6 +75,28 @@ _OUT_HIGH_WATER = 256 * 1024
 _DEFAULT_WINDOW = 65535
 
 T = TypeVar("T")
+
+
+class _BoundedFrameBuffer(FrameBuffer):
+    """h2's frame buffer, but a header block still growing past ``limit`` is an error.
+
+    h2 only caps the *number* of CONTINUATION frames (64), so without this a peer
+    could make us buffer 64 x max_frame_size bytes of a block we would reject anyway.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(server=True)
+        self.limit = limit
+
+    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
+        out = super()._update_header_buffer(f)
+        if self._headers_buffer:
+            size = sum(len(getattr(part, "data", b"")) for part in self._headers_buffer)
+            if size > self.limit:
+                raise h2.exceptions.DenialOfServiceError(
+                    f"header block grew past {self.limit} bytes"
+                )
+        return out
 
 
 class _ServerProtocol(h2.connection.H2Connection):
@@ -97,6 +121,7 @@ class _ServerProtocol(h2.connection.H2Connection):
         self.decoder.max_header_list_size = config.max_header_size
         self.stream_limit = config.max_concurrent_streams
         self.max_header_block = config.max_header_size
+        self.incoming_buffer = _BoundedFrameBuffer(config.max_header_size)
         #: Handlers still running, including those of streams already reset.
         self.busy = 0
         #: Set on graceful shutdown: every new stream is refused.
@@ -125,7 +150,30 @@ class _ServerProtocol(h2.connection.H2Connection):
             rst.error_code = ErrorCodes.REFUSED_STREAM
             return [rst], []
         frames, events = super()._receive_headers_frame(frame)
+        if new:
+            # Counted here, not when the task starts: a RST_STREAM in the same read
+            # must not free the slot before the handler has even begun.
+            self.busy += 1
         return frames, events
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Any]]:
+        """A peer's graceful GOAWAY must not stop the streams it already opened.
+
+        h2 moves to CLOSED and drops pending output on any GOAWAY; NO_ERROR only means
+        "no new streams from me", so the state and the output are put back.
+        """
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)
+        state, pending = self.state_machine.state, bytes(self._data_to_send)
+        frames, events = super()._receive_goaway_frame(frame)
+        if state is not ConnectionState.CLOSED:
+            self.state_machine.state = state
+        self._data_to_send = bytearray(pending)
+        return frames, events
+
+    @property
+    def closed(self) -> bool:
+        return self.state_machine.state is ConnectionState.CLOSED
 
 
 class H2Stream(HTTPStream):
@@ -141,6 +189,8 @@ class H2Stream(HTTPStream):
         self._readable = trio.Event()
         self._writable = trio.Event()
         self._scope: trio.CancelScope | None = None
+        #: A HEAD response ends on its headers; body bytes the handler sends are dropped.
+        self._head = request.method == "HEAD"
         #: Request trailers, once received (gRPC clients rarely send them; HTTP allows it).
         self.trailers: Headers | None = None
 
@@ -185,7 +235,7 @@ class H2Stream(HTTPStream):
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._reset_code is not None:
             raise StreamReset(self._reset_code)
-        if self._conn.dead:
+        if self._conn.dead or self._conn.h2.closed:
             raise ConnectionClosed("HTTP/2 connection is gone")
         try:
             return fn(*args, **kwargs)
@@ -200,6 +250,7 @@ class H2Stream(HTTPStream):
         if self.headers_sent:
             raise LocalProtocolError("response headers already sent")
         pairs = [(b":status", str(status).encode()), *normalize(headers)]
+        end_stream = end_stream or (self._head and status >= 200)
         self._call(self._conn.h2.send_headers, self.stream_id, pairs, end_stream=end_stream)
         self.headers_sent = True
         self.finished = end_stream
@@ -208,6 +259,9 @@ class H2Stream(HTTPStream):
     async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
         if not self.headers_sent:
             raise LocalProtocolError("send_headers() must come first")
+        if self._head:
+            await trio.lowlevel.checkpoint()
+            return  # the stream already ended with the headers
         if self.finished:
             raise LocalProtocolError("response already finished")
         h2c = self._conn.h2
@@ -245,6 +299,9 @@ class H2Stream(HTTPStream):
         raise StreamReset(ErrorCodes.CANCEL, "peer's flow-control window stayed closed")
 
     async def send_trailers(self, headers: HeadersLike) -> None:
+        if self._head and self.headers_sent:
+            await trio.lowlevel.checkpoint()
+            return
         if self.finished:
             raise LocalProtocolError("response already finished")
         if not self.headers_sent:
@@ -256,7 +313,7 @@ class H2Stream(HTTPStream):
     async def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
         pairs = [*normalize(headers), (b"content-length", str(len(body)).encode())]
         await self.send_headers(status, pairs, end_stream=not body)
-        if body:
+        if body and not self._head:
             await self.send_data(body, end_stream=True)
 
     async def abort(self) -> None:
@@ -295,6 +352,7 @@ class H2Connection:
         self.goaway_code: int | None = None
         self._initial = initial_data
         self._outbuf = bytearray()
+        self._sending = False
         self._writer_wake = trio.Event()
         self._drained = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
@@ -330,8 +388,10 @@ class H2Connection:
                     await self._writer_wake.wait()
                     self._writer_wake = trio.Event()
                 data, self._outbuf = self._outbuf, bytearray()
+                self._sending = True
                 with trio.fail_after(self.config.write_timeout):
                     await self.transport.send_all(data)
+                self._sending = False
                 self._drained.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             self._die()
@@ -398,11 +458,12 @@ class H2Connection:
                 if self._upgrade is not None:
                     stream = H2Stream(self, 1, self._upgrade[1])
                     stream._ended = True
+                    self.h2.busy += 1
                     self._launch(stream)
                 await self._read_loop()
                 # Let the last frames (GOAWAY, final responses) leave, briefly.
                 with trio.move_on_after(1.0):
-                    while self._outbuf and not self.dead:
+                    while (self._outbuf or self._sending) and not self.dead:
                         await self._drained.park()
                 nursery.cancel_scope.cancel()
         finally:
@@ -447,10 +508,15 @@ class H2Connection:
             self.queue()
             return False
         now = trio.current_time()
-        last_request = 0
+        # h2 reports a HEADERS frame's own priority flag as a PriorityUpdated event as
+        # well: that one is part of the request, any other PRIORITY frame is charged.
+        free_priority = {
+            id(event.priority_updated)
+            for event in events
+            if isinstance(event, h2.events.RequestReceived) and event.priority_updated
+        }
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
-                last_request = event.stream_id
                 self._start_stream(event)
             elif isinstance(event, h2.events.DataReceived):
                 self._on_data(event, now)
@@ -476,7 +542,7 @@ class H2Connection:
             elif isinstance(event, h2.events.PingReceived):
                 self._charge(self._control, now, "PING flood")
             elif isinstance(event, h2.events.PriorityUpdated):
-                if event.stream_id != last_request:
+                if id(event) not in free_priority:
                     self._charge(self._control, now, "PRIORITY flood")
             elif isinstance(event, h2.events.UnknownFrameReceived):
                 self._charge(self._control, now, "unknown-frame flood")
@@ -545,7 +611,6 @@ class H2Connection:
 
     def _launch(self, stream: H2Stream) -> None:
         self.streams[stream.stream_id] = stream
-        self.h2.busy += 1
         assert self._nursery is not None
         self._nursery.start_soon(self._run_stream, stream)
 
@@ -553,6 +618,8 @@ class H2Connection:
         sid = stream.stream_id
         try:
             with trio.CancelScope() as stream._scope:
+                if stream._reset_code is not None:
+                    stream._scope.cancel()  # reset before the task even started
                 await run_handler(self.handler, stream)
             if not self.dead:
                 leftover = stream._unread_flow()

@@ -16,7 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import attrs
 
-from ..errors import ConnectionClosed, HTTPStatusError, RequestBodyTooLarge, StreamReset
+from ..errors import (
+    ConnectionClosed,
+    HTTPStatusError,
+    LocalProtocolError,
+    RequestBodyTooLarge,
+    StreamReset,
+)
 from ._headers import Headers, HeadersLike
 
 log = logging.getLogger("netkit.server")
@@ -126,7 +132,7 @@ class HTTPStream(abc.ABC):
         """Abandon the response: RST_STREAM on HTTP/2, close the connection on HTTP/1.1."""
 
 
-def _error_body(status: int, detail: str) -> tuple[list[tuple[str, str]], bytes]:
+def error_body(status: int, detail: str) -> tuple[list[tuple[str, str]], bytes]:
     import json
 
     body = json.dumps({"status": status, "detail": detail}).encode()
@@ -180,8 +186,17 @@ async def run_handler(handler: Handler, stream: HTTPStream) -> None:
 
 
 async def _fail(stream: HTTPStream, status: int, detail: str) -> None:
+    try:
+        await _fail_unguarded(stream, status, detail)
+    except LocalProtocolError as exc:
+        # The connection is already failing (h2 closed it on a protocol error): the
+        # error answer cannot be sent, and that must not crash the connection's task.
+        log.debug("could not send %d on stream %d: %s", status, stream.stream_id, exc)
+
+
+async def _fail_unguarded(stream: HTTPStream, status: int, detail: str) -> None:
     if not stream.headers_sent:
-        headers, body = _error_body(status, detail)
+        headers, body = error_body(status, detail)
         await stream.respond(status, headers, body)
     elif not stream.finished:
         await stream.abort()
