@@ -23,7 +23,7 @@ from ..errors import ConnectionClosed, HTTPStatusError, LocalProtocolError
 from ._config import ServerConfig
 from ._h2 import H2Connection
 from ._headers import Headers, HeadersLike, normalize
-from ._stream import Handler, HTTPStream, Request, run_handler
+from ._stream import Handler, HTTPStream, Request, error_body, run_handler
 
 _READ_SIZE = 64 * 1024
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -52,7 +52,23 @@ class H11Stream(HTTPStream):
         self._conn = conn
         self._chunked = False
         self._trailers_ok = "trailers" in (request.headers.get("te") or "")
+        #: A HEAD response keeps its headers (content-length included) and drops the body.
+        self._head = request.method == "HEAD"
         self.aborted = False
+
+    def _encode(self, event: Any) -> bytes:
+        """h11's bytes for ``event``; a misuse h11 rejects ends the connection after this."""
+        try:
+            return self._conn.h11.send(event) or b""
+        except h11.LocalProtocolError as exc:
+            self._conn.closing = True
+            raise LocalProtocolError(str(exc)) from exc
+
+    def _continue_first(self, status: int) -> bytes:
+        """The ``100 Continue`` a waiting client needs before a 2xx that will read its body."""
+        if 200 <= status < 300 and self._conn.h11.they_are_waiting_for_100_continue:
+            return self._encode(h11.InformationalResponse(status_code=100, headers=[]))
+        return b""
 
     async def _receive_chunk(self) -> bytes:
         conn = self._conn
@@ -64,6 +80,7 @@ class H11Stream(HTTPStream):
         try:
             event = await conn.next_event(trio.current_time() + conn.config.keep_alive_timeout)
         except h11.RemoteProtocolError as exc:
+            conn.closing = True  # the body's framing is lost: nothing after it can be read
             raise HTTPStatusError(exc.error_status_hint, "malformed request body") from exc
         if isinstance(event, h11.Data):
             return bytes(event.data)
@@ -81,13 +98,13 @@ class H11Stream(HTTPStream):
         if end_stream and b"content-length" not in names:
             pairs.append((b"content-length", b"0"))
         elif b"content-length" not in names and b"transfer-encoding" not in names:
-            self._chunked = self.request.http_version == "1.1"
+            self._chunked = self.request.http_version == "1.1" and not self._head
         if self._conn.closing:
             pairs.append((b"connection", b"close"))
+        data = self._continue_first(status) + self._encode(_response(status, pairs))
         self.headers_sent = True
-        data = self._conn.h11.send(_response(status, pairs))
         if end_stream:
-            data += self._conn.h11.send(h11.EndOfMessage())
+            data += self._encode(h11.EndOfMessage())
             self.finished = True
         await self._conn.send_bytes(data)
 
@@ -96,9 +113,9 @@ class H11Stream(HTTPStream):
             raise LocalProtocolError("response already finished")
         if not self.headers_sent:
             raise LocalProtocolError("send_headers() must come first")
-        out = self._conn.h11.send(h11.Data(data=data)) if data else b""
+        out = self._encode(h11.Data(data=data)) if data and not self._head else b""
         if end_stream:
-            out = (out or b"") + self._conn.h11.send(h11.EndOfMessage())
+            out += self._encode(h11.EndOfMessage())
             self.finished = True
         if out:
             await self._conn.send_bytes(out)
@@ -108,7 +125,7 @@ class H11Stream(HTTPStream):
             raise LocalProtocolError("response already finished")
         trailers = normalize(headers) if self._chunked and self._trailers_ok else []
         self.finished = True
-        await self._conn.send_bytes(self._conn.h11.send(h11.EndOfMessage(headers=trailers)))
+        await self._conn.send_bytes(self._encode(h11.EndOfMessage(headers=trailers)))
 
     async def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
         if self.headers_sent:
@@ -117,11 +134,10 @@ class H11Stream(HTTPStream):
         pairs.append((b"content-length", str(len(body)).encode()))
         if self._conn.closing:
             pairs.append((b"connection", b"close"))
-        h = self._conn.h11
-        data = h.send(_response(status, pairs))
-        if body:
-            data += h.send(h11.Data(data=body))
-        data += h.send(h11.EndOfMessage())
+        data = self._continue_first(status) + self._encode(_response(status, pairs))
+        if body and not self._head:
+            data += self._encode(h11.Data(data=body))
+        data += self._encode(h11.EndOfMessage())
         self.headers_sent = self.finished = True
         await self._conn.send_bytes(data)
 
@@ -155,6 +171,8 @@ class H11Connection:
         self.closing = False
         #: True while no byte of the next request has arrived.
         self._idle = True
+        #: Bytes handed to h11 so far (to measure each request head exactly).
+        self._fed = len(initial_data)
         self._scope = trio.CancelScope()
         self._upgraded: H2Connection | None = None
 
@@ -193,6 +211,7 @@ class H11Connection:
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise ConnectionClosed("transport failed while reading") from exc
                 self.h11.receive_data(bytes(data))
+                self._fed += len(data)
                 if data and self._idle:
                     # The next request has begun: from now on its head has its own limit.
                     self._idle = False
@@ -218,6 +237,8 @@ class H11Connection:
         deadline = trio.current_time() + self.config.request_head_timeout
         self._idle = False
         while not self.closing:
+            # Head bytes = what h11 held or received since, minus what it still holds.
+            start = self._fed - len(self.h11.trailing_data[0])
             try:
                 event = await self.next_event(deadline)
             except ConnectionClosed:
@@ -228,9 +249,14 @@ class H11Connection:
             if not isinstance(event, h11.Request):
                 return  # ConnectionClosed (EOF) or PAUSED
             # h11 bounds only heads that arrive in pieces; bound complete ones too.
-            head_size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+            head_size = self._fed - len(self.h11.trailing_data[0]) - start
             if head_size > self.config.max_header_size:
                 await self._send_error(431, "request head too large")
+                return
+            names = {name for name, _ in event.headers}
+            if b"transfer-encoding" in names and b"content-length" in names:
+                # RFC 9112 6.1: a classic request-smuggling shape; refuse it outright.
+                await self._send_error(400, "both content-length and transfer-encoding")
                 return
             request = self._make_request(event)
             if self.scheme == "http" and _asks_for_h2c(request):
@@ -304,9 +330,9 @@ class H11Connection:
         """Answer malformed input (400, 431, ...) if h11 still lets us, then close."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = f'{{"status": {status}, "detail": "{status} bad request"}}'.encode()
+        extra, body = error_body(status, detail)
         headers = [
-            (b"content-type", b"application/problem+json"),
+            *normalize(extra),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]

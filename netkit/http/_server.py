@@ -41,6 +41,12 @@ class Server:
     _connections: set[_Drainable] = attrs.field(factory=set)
     _all_closed: trio.Event = attrs.field(factory=trio.Event)
     _open: int = 0
+    #: ``(host, port)`` of each listener, read at bind time: still valid after the
+    #: listeners close on shutdown.
+    addresses: list[tuple[str, int]] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.addresses = [tuple(listener.socket.getsockname()[:2]) for listener in self.listeners]
 
     @property
     def sockets(self) -> list[trio.socket.SocketType]:
@@ -49,13 +55,11 @@ class Server:
     @property
     def port(self) -> int:
         """The bound port (useful after binding port 0)."""
-        port: int = self.listeners[0].socket.getsockname()[1]
-        return port
+        return self.addresses[0][1]
 
     @property
     def host(self) -> str:
-        host: str = self.listeners[0].socket.getsockname()[0]
-        return host
+        return self.addresses[0][0]
 
     @property
     def connection_count(self) -> int:
