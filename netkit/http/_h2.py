@@ -66,6 +66,7 @@ from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 from ..errors import ConnectionClosed, LocalProtocolError, StreamReset
 from ._budget import TokenBucket
 from ._config import ServerConfig
+from ._h2_settings import CompactSettings
 from ._headers import Headers, HeadersLike, normalize
 from ._stream import Handler, HTTPStream, Request, run_handler
 
@@ -75,6 +76,12 @@ _OUT_HIGH_WATER = 256 * 1024
 _DEFAULT_WINDOW = 65535
 
 T = TypeVar("T")
+
+
+#: Shared by every connection: h2 only reads it.
+_H2_CONFIG = h2.config.H2Configuration(
+    client_side=False, header_encoding=None, validate_inbound_headers=True
+)
 
 
 class _BoundedFrameBuffer(FrameBuffer):
@@ -103,12 +110,9 @@ class _ServerProtocol(h2.connection.H2Connection):
     """h2's connection plus stream refusal and a bound on encoded header blocks."""
 
     def __init__(self, config: ServerConfig) -> None:
-        super().__init__(
-            h2.config.H2Configuration(
-                client_side=False, header_encoding=None, validate_inbound_headers=True
-            )
-        )
-        self.local_settings = h2.settings.Settings(
+        super().__init__(_H2_CONFIG)
+        self.remote_settings = CompactSettings(client=True)
+        self.local_settings = CompactSettings(
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
@@ -139,7 +143,12 @@ class _ServerProtocol(h2.connection.H2Connection):
         if new and (
             self.refuse_new
             or self.busy >= self.stream_limit
-            or self.open_inbound_streams >= self.stream_limit
+            # len(streams) bounds the open count from above and costs nothing; the exact
+            # count walks every stream, so it is only asked for near the limit.
+            or (
+                len(self.streams) >= self.stream_limit
+                and self.open_inbound_streams >= self.stream_limit
+            )
         ):
             # Decode anyway: the peer's HPACK encoder has already updated its table.
             h2.connection._decode_headers(self.decoder, frame.data)
@@ -244,9 +253,8 @@ class H2Stream(HTTPStream):
         except h2.exceptions.ProtocolError as exc:
             raise LocalProtocolError(str(exc)) from exc
 
-    async def send_headers(
-        self, status: int, headers: HeadersLike = (), *, end_stream: bool = False
-    ) -> None:
+    def _start_response(self, status: int, headers: HeadersLike, end_stream: bool) -> None:
+        """Hand the response head to h2 (the caller queues it)."""
         if self.headers_sent:
             raise LocalProtocolError("response headers already sent")
         pairs = [(b":status", str(status).encode()), *normalize(headers)]
@@ -254,6 +262,11 @@ class H2Stream(HTTPStream):
         self._call(self._conn.h2.send_headers, self.stream_id, pairs, end_stream=end_stream)
         self.headers_sent = True
         self.finished = end_stream
+
+    async def send_headers(
+        self, status: int, headers: HeadersLike = (), *, end_stream: bool = False
+    ) -> None:
+        self._start_response(status, headers, end_stream)
         await self._conn.queue_and_wait()
 
     async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
@@ -312,9 +325,20 @@ class H2Stream(HTTPStream):
 
     async def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
         pairs = [*normalize(headers), (b"content-length", str(len(body)).encode())]
-        await self.send_headers(status, pairs, end_stream=not body)
-        if body and not self._head:
-            await self.send_data(body, end_stream=True)
+        self._start_response(status, pairs, not body)
+        if self.finished:
+            await self._conn.queue_and_wait()
+            return
+        h2c = self._conn.h2
+        window = self._call(h2c.local_flow_control_window, self.stream_id)
+        if len(body) <= min(window, h2c.max_outbound_frame_size):
+            # The common small response: HEADERS and DATA leave in one write, one wait.
+            self._call(h2c.send_data, self.stream_id, body, end_stream=True)
+            self.finished = True
+            await self._conn.queue_and_wait()
+            return
+        await self._conn.queue_and_wait()
+        await self.send_data(body, end_stream=True)
 
     async def abort(self) -> None:
         self.finished = True
