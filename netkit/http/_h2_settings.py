@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import h2.exceptions
 import h2.settings
 from h2.settings import ChangedSetting, SettingCodes
 
@@ -34,7 +35,7 @@ class CompactSettings(h2.settings.Settings):
             self._settings[key] = [None]
         try:
             super().__setitem__(key, value)
-        except h2.settings.InvalidSettingsValueError:
+        except h2.exceptions.InvalidSettingsValueError:
             if placeholder:
                 del self._settings[key]
             raise
