@@ -14,6 +14,9 @@ from .errors import ProtocolError as ProtocolError
 from .errors import RemoteProtocolError as RemoteProtocolError
 from .errors import RequestBodyTooLarge as RequestBodyTooLarge
 from .errors import StreamReset as StreamReset
+from .http import ClientConfig as ClientConfig
+from .http import ClientStream as ClientStream
+from .http import H2ClientConnection as H2ClientConnection
 from .http import Headers as Headers
 from .http import HTTPStream as HTTPStream
 from .http import Request as Request
@@ -25,7 +28,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "ClientConfig",
+    "ClientStream",
     "ConnectionClosed",
+    "H2ClientConnection",
     "HTTPStatusError",
     "HTTPStream",
     "Headers",

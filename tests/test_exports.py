@@ -22,7 +22,17 @@ def test_all_lists_exactly_the_public_names(module) -> None:
 
 
 def test_http_api_reachable_from_top_level() -> None:
-    for name in ["serve", "Server", "ServerConfig", "HTTPStream", "Request", "Headers"]:
+    for name in [
+        "serve",
+        "Server",
+        "ServerConfig",
+        "HTTPStream",
+        "Request",
+        "Headers",
+        "H2ClientConnection",
+        "ClientStream",
+        "ClientConfig",
+    ]:
         assert getattr(netkit, name) is getattr(netkit.http, name)
 
 

@@ -57,15 +57,14 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import trio
-from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
-from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamClosedBy
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from ..errors import ConnectionClosed, LocalProtocolError, StreamReset
 from ._budget import TokenBucket
 from ._config import ServerConfig
+from ._h2_common import H2Protocol, outbound_problem
 from ._h2_settings import CompactSettings
 from ._headers import Headers, HeadersLike, normalize
 from ._stream import Handler, HTTPStream, Request, run_handler
@@ -80,37 +79,19 @@ T = TypeVar("T")
 
 #: Shared by every connection: h2 only reads it.
 _H2_CONFIG = h2.config.H2Configuration(
-    client_side=False, header_encoding=None, validate_inbound_headers=True
+    client_side=False,
+    header_encoding=None,
+    validate_inbound_headers=True,
+    # Validated before h2 sees them (outbound_problem): see _h2_common.
+    validate_outbound_headers=False,
 )
 
 
-class _BoundedFrameBuffer(FrameBuffer):
-    """h2's frame buffer, but a header block still growing past ``limit`` is an error.
-
-    h2 only caps the *number* of CONTINUATION frames (64), so without this a peer
-    could make us buffer 64 x max_frame_size bytes of a block we would reject anyway.
-    """
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(server=True)
-        self.limit = limit
-
-    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
-        out = super()._update_header_buffer(f)
-        if self._headers_buffer:
-            size = sum(len(getattr(part, "data", b"")) for part in self._headers_buffer)
-            if size > self.limit:
-                raise h2.exceptions.DenialOfServiceError(
-                    f"header block grew past {self.limit} bytes"
-                )
-        return out
-
-
-class _ServerProtocol(h2.connection.H2Connection):
+class _ServerProtocol(H2Protocol):
     """h2's connection plus stream refusal and a bound on encoded header blocks."""
 
     def __init__(self, config: ServerConfig) -> None:
-        super().__init__(_H2_CONFIG)
+        super().__init__(_H2_CONFIG, config.max_header_size)
         self.remote_settings = CompactSettings(client=True)
         self.local_settings = CompactSettings(
             client=False,
@@ -124,8 +105,6 @@ class _ServerProtocol(h2.connection.H2Connection):
         self.max_inbound_frame_size = config.h2_max_frame_size
         self.decoder.max_header_list_size = config.max_header_size
         self.stream_limit = config.max_concurrent_streams
-        self.max_header_block = config.max_header_size
-        self.incoming_buffer = _BoundedFrameBuffer(config.max_header_size)
         #: Handlers still running, including those of streams already reset.
         self.busy = 0
         #: Set on graceful shutdown: every new stream is refused.
@@ -164,25 +143,6 @@ class _ServerProtocol(h2.connection.H2Connection):
             # must not free the slot before the handler has even begun.
             self.busy += 1
         return frames, events
-
-    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Any]]:
-        """A peer's graceful GOAWAY must not stop the streams it already opened.
-
-        h2 moves to CLOSED and drops pending output on any GOAWAY; NO_ERROR only means
-        "no new streams from me", so the state and the output are put back.
-        """
-        if frame.error_code:
-            return super()._receive_goaway_frame(frame)
-        state, pending = self.state_machine.state, bytes(self._data_to_send)
-        frames, events = super()._receive_goaway_frame(frame)
-        if state is not ConnectionState.CLOSED:
-            self.state_machine.state = state
-        self._data_to_send = bytearray(pending)
-        return frames, events
-
-    @property
-    def closed(self) -> bool:
-        return self.state_machine.state is ConnectionState.CLOSED
 
 
 class H2Stream(HTTPStream):
@@ -258,6 +218,9 @@ class H2Stream(HTTPStream):
         if self.headers_sent:
             raise LocalProtocolError("response headers already sent")
         pairs = [(b":status", str(status).encode()), *normalize(headers)]
+        problem = outbound_problem(pairs, client=False, is_trailer=False)
+        if problem is not None:
+            raise LocalProtocolError(f"invalid response headers: {problem}")
         end_stream = end_stream or (self._head and status >= 200)
         self._call(self._conn.h2.send_headers, self.stream_id, pairs, end_stream=end_stream)
         self.headers_sent = True
@@ -319,7 +282,11 @@ class H2Stream(HTTPStream):
             raise LocalProtocolError("response already finished")
         if not self.headers_sent:
             raise LocalProtocolError("send_headers() must come first")
-        self._call(self._conn.h2.send_headers, self.stream_id, normalize(headers), end_stream=True)
+        pairs = normalize(headers)
+        problem = outbound_problem(pairs, client=False, is_trailer=True)
+        if problem is not None:
+            raise LocalProtocolError(f"invalid trailers: {problem}")
+        self._call(self._conn.h2.send_headers, self.stream_id, pairs, end_stream=True)
         self.finished = True
         await self._conn.queue_and_wait()
 

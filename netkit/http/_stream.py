@@ -79,6 +79,15 @@ class HTTPStream(abc.ABC):
         else:
             self._too_large = False
 
+    def set_body_limit(self, limit: int | None) -> None:
+        """Replace ``max_request_body_size`` for this request; ``None`` lifts it.
+
+        For protocols that bound what they buffer themselves: a gRPC stream can carry
+        any number of messages and limits each message instead of the whole body.
+        """
+        self._max_body = limit if limit is not None else 2**63
+        self._too_large = self._received > self._max_body
+
     # -- request body -------------------------------------------------------------
     @abc.abstractmethod
     async def _receive_chunk(self) -> bytes:

@@ -1,0 +1,87 @@
+"""What netkit's HTTP/2 server and client both add to h2.
+
+* :class:`H2Protocol`: h2's connection with two fixes both sides need. A graceful
+  GOAWAY (NO_ERROR) received from the peer keeps the streams it already opened alive
+  (h2 moves to CLOSED and drops pending output on any GOAWAY), and a header block that
+  is still growing is bounded as it grows (h2 only caps the number of CONTINUATION
+  frames, i.e. up to 64 x max_frame_size bytes buffered before anything is checked).
+* :func:`outbound_problem`: h2 validates outbound headers lazily, *while* HPACK-encoding
+  them. A bad header in the middle leaves the headers before it in the encoder's dynamic
+  table although no frame is sent, so the peer's decoder is out of step from then on and
+  the next header block kills the connection. Checking first, on a copy, keeps one bad
+  header a problem of one stream. The drivers then tell h2 not to validate again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.exceptions
+import h2.utilities
+from h2.connection import ConnectionState
+from h2.frame_buffer import FrameBuffer
+from hyperframe.frame import Frame, GoAwayFrame
+
+from ._headers import HeaderPair
+
+
+class BoundedFrameBuffer(FrameBuffer):
+    """h2's frame buffer, but a header block growing past ``limit`` bytes is an error."""
+
+    def __init__(self, limit: int, *, server: bool) -> None:
+        super().__init__(server=server)
+        self.limit = limit
+
+    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
+        out = super()._update_header_buffer(f)
+        if self._headers_buffer:
+            size = sum(len(getattr(part, "data", b"")) for part in self._headers_buffer)
+            if size > self.limit:
+                raise h2.exceptions.DenialOfServiceError(
+                    f"header block grew past {self.limit} bytes"
+                )
+        return out
+
+
+class H2Protocol(h2.connection.H2Connection):
+    """h2's connection with the graceful-GOAWAY fix and a growing-header-block bound."""
+
+    def __init__(self, config: h2.config.H2Configuration, max_header_block: int) -> None:
+        super().__init__(config)
+        self.max_header_block = max_header_block
+        self.incoming_buffer = BoundedFrameBuffer(max_header_block, server=not config.client_side)
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Any]]:
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)
+        state, pending = self.state_machine.state, bytes(self._data_to_send)
+        frames, events = super()._receive_goaway_frame(frame)
+        if state is not ConnectionState.CLOSED:
+            self.state_machine.state = state
+        self._data_to_send = bytearray(pending)
+        return frames, events
+
+    @property
+    def closed(self) -> bool:
+        return self.state_machine.state is ConnectionState.CLOSED
+
+
+def outbound_problem(
+    headers: list[HeaderPair], *, client: bool, is_trailer: bool, split_cookies: bool = False
+) -> str | None:
+    """Why h2 would reject these outbound headers, or None (see the module docstring)."""
+    flags = h2.utilities.HeaderValidationFlags(
+        is_client=client,
+        is_trailer=is_trailer,
+        is_response_header=not client and not is_trailer,
+        is_push_promise=False,
+    )
+    try:
+        normalized = h2.utilities.normalize_outbound_headers(headers, flags, split_cookies)
+        for _ in h2.utilities.validate_outbound_headers(normalized, flags):
+            pass
+    except h2.exceptions.ProtocolError as exc:
+        return str(exc)
+    return None
