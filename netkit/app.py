@@ -1,7 +1,8 @@
 """``App``: the one handler that a netkit server runs.
 
-For now it routes exact ``(method, path)`` pairs to stream handlers and answers 404/405
-itself; REST resources, gRPC services and WebSocket endpoints plug in here as they land.
+It routes exact ``(method, path)`` pairs to stream handlers and answers 404/405 itself;
+requests with a gRPC content type go to ``app.grpc`` (services added with
+``app.grpc.add_service``). REST resources and WebSocket endpoints plug in here as they land.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from .grpc import GRPCServer
 from .http import Handler, HTTPStream
 
 H = TypeVar("H", bound=Handler)
@@ -25,6 +27,8 @@ class App:
 
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, Handler]] = {}
+        #: gRPC services on the same port: ``app.grpc.add_service(MyService())``.
+        self.grpc = GRPCServer()
 
     @overload
     def route(self, method: str, path: str) -> Callable[[H], H]: ...
@@ -41,6 +45,9 @@ class App:
 
     async def __call__(self, stream: HTTPStream) -> None:
         request = stream.request
+        if GRPCServer.accepts(stream) or self.grpc.serves(request.path):
+            await self.grpc(stream)
+            return
         methods = self._routes.get(request.path)
         if methods is None:
             headers, body = _problem(404, f"no route for {request.path}")

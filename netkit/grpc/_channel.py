@@ -1,0 +1,448 @@
+"""The gRPC client: a ``Channel`` to one server, and the calls made on it.
+
+Theory of operation
+-------------------
+A channel lives inside ``async with open_channel(host, port) as channel:``; the block
+owns a nursery in which the channel keeps at most one HTTP/2 connection (netkit's own
+``H2ClientConnection``). Calls are streams multiplexed on that connection. When the
+connection drops or the server sends GOAWAY, the next call opens a new one; failed
+connection attempts back off exponentially (with jitter, as grpcio's connection
+backoff does) so a dead server is not hammered. Leaving the block cancels everything:
+no task outlives the channel.
+
+A call is an async context manager (``async with channel.call(...) as call``). Leaving
+the block before the call has ended resets its stream (RST_STREAM CANCEL), which is how
+the server learns that the client gave up; nothing keeps running after the block.
+Deadlines are sent as ``grpc-timeout`` and also enforced here: past the deadline, the
+call is reset and raises DEADLINE_EXCEEDED whatever the server does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar
+
+import attrs
+import trio
+from google.protobuf.message import DecodeError, Message
+
+from ..errors import ConnectionClosed, NetkitError, StreamReset
+from ..http import ClientStream, H2ClientConnection, Headers
+from ..wire import (
+    MessageDecoder,
+    MessageTooLarge,
+    StatusCode,
+    WireError,
+    content_type_is_grpc,
+    decode_binary,
+    decode_grpc_message,
+    decode_metadata,
+    decompress,
+    encode_message,
+    encode_metadata,
+    encode_timeout,
+    status_from_http,
+    status_from_rst_stream,
+)
+from ..wire import compress as compress_payload
+from ._errors import GRPCError, Metadata, MetadataValue
+from ._server_call import SUPPORTED_ENCODINGS
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+
+_USER_AGENT = "netkit-grpc/0.1"
+
+
+@attrs.frozen
+class ChannelConfig:
+    """Limits and timing of a channel (defaults follow grpcio where it has one)."""
+
+    max_receive_message_size: int = attrs.field(
+        default=4 * 1024 * 1024, validator=attrs.validators.gt(0)
+    )
+    max_send_message_size: int = attrs.field(default=2**31 - 1, validator=attrs.validators.gt(0))
+    #: Connection backoff: first delay, multiplier, cap and jitter (grpcio: 1 s, 1.6, 120 s, 0.2).
+    backoff_initial: float = 1.0
+    backoff_multiplier: float = 1.6
+    backoff_max: float = 120.0
+    backoff_jitter: float = 0.2
+    #: Give up connecting after this long (the call fails with UNAVAILABLE).
+    connect_timeout: float = 20.0
+    #: Compression for request messages ("identity", "gzip" or "deflate").
+    compression: str = "identity"
+
+
+class Channel:
+    """A connection (kept, and re-made when it drops) to one gRPC server."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        config: ChannelConfig | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.config = config or ChannelConfig()
+        self._nursery = nursery
+        self._ssl_context = ssl_context
+        self._server_hostname = server_hostname
+        self._conn: H2ClientConnection | None = None
+        self._conn_done: trio.Event | None = None
+        self._lock = trio.Lock()
+        self._failures = 0
+        self._next_attempt = -math.inf
+        self._closed = False
+        self.authority = f"{host}:{port}"
+
+    async def _connection(self) -> H2ClientConnection:
+        """The live connection, opening one (after the backoff delay) if needed."""
+        conn = self._conn
+        if conn is not None and conn.is_usable:
+            return conn
+        async with self._lock:
+            conn = self._conn
+            if conn is not None and conn.is_usable:
+                return conn
+            if self._closed:
+                raise GRPCError(StatusCode.UNAVAILABLE, "channel is closed")
+            if self._conn_done is not None:
+                self._conn_done.set()  # let the old connection's task close it
+            await trio.sleep_until(max(self._next_attempt, trio.current_time()))
+            try:
+                with trio.fail_after(self.config.connect_timeout):
+                    started: H2ClientConnection = await self._nursery.start(self._keep_connection)
+                    conn = started
+            except (OSError, trio.TooSlowError, NetkitError, ssl.SSLError) as exc:
+                self._failures += 1
+                delay = min(
+                    self.config.backoff_initial
+                    * self.config.backoff_multiplier ** (self._failures - 1),
+                    self.config.backoff_max,
+                )
+                jitter = delay * self.config.backoff_jitter
+                self._next_attempt = trio.current_time() + delay + random.uniform(-jitter, jitter)
+                raise GRPCError(
+                    StatusCode.UNAVAILABLE, f"cannot connect to {self.authority}: {exc}"
+                ) from exc
+            self._failures = 0
+            self._next_attempt = -math.inf
+            assert conn is not None
+            self._conn = conn
+            return conn
+
+    async def _keep_connection(
+        self, task_status: trio.TaskStatus[H2ClientConnection] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        done = self._conn_done = trio.Event()
+        async with H2ClientConnection.connect(
+            self.host,
+            self.port,
+            ssl_context=self._ssl_context,
+            server_hostname=self._server_hostname,
+        ) as conn:
+            task_status.started(conn)
+            # Held open until a newer connection replaces it or the channel closes;
+            # in-flight calls on a connection that got GOAWAY finish meanwhile.
+            await done.wait()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._conn_done is not None:
+            self._conn_done.set()
+        await trio.lowlevel.checkpoint()
+
+    @asynccontextmanager
+    async def call(
+        self,
+        path: str,
+        request_type: type[Req],
+        response_type: type[Resp],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+        compression: str | None = None,
+    ) -> AsyncIterator[ClientCall[Req, Resp]]:
+        """Open a call: ``async with channel.call(path, Req, Resp) as call:``."""
+        deadline = trio.current_time() + timeout if timeout is not None else math.inf
+        call: ClientCall[Req, Resp] = ClientCall(
+            self, path, request_type, response_type, deadline, compression
+        )
+        with trio.move_on_at(deadline) as scope:
+            try:
+                await call._start(metadata, timeout)
+                yield call
+            finally:
+                call._finish()
+        if scope.cancelled_caught:
+            call._deadline_passed()
+
+
+class ClientCall(Generic[Req, Resp]):
+    """One call in progress: send requests, half-close, receive responses and status."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        path: str,
+        request_type: type[Req],
+        response_type: type[Resp],
+        deadline: float,
+        compression: str | None,
+    ) -> None:
+        self.channel = channel
+        self.path = path
+        self.request_type = request_type
+        self.response_type = response_type
+        self.deadline = deadline
+        self._encoding = compression or channel.config.compression
+        self._stream: ClientStream | None = None
+        self._decoder = MessageDecoder(channel.config.max_receive_message_size)
+        self._pending: list[Any] = []
+        self._response_encoding = "identity"
+        self._ended_sending = False
+        self._ended_receiving = False
+        self._headers_received = False
+        #: The server's initial metadata, once received.
+        self.initial_metadata: list[tuple[str, MetadataValue]] | None = None
+        #: The server's trailing metadata, once the call has ended.
+        self.trailing_metadata: list[tuple[str, MetadataValue]] | None = None
+        #: The final status code, once known.
+        self.code: StatusCode | None = None
+        self._error: GRPCError | None = None
+
+    # -- opening and closing ------------------------------------------------------------
+    async def _start(self, metadata: Metadata, timeout: float | None) -> None:
+        headers: list[tuple[str | bytes, str | bytes]] = [("te", "trailers")]
+        if timeout is not None:
+            headers.append(("grpc-timeout", encode_timeout(max(timeout, 0.0))))
+        headers.append(("content-type", "application/grpc"))
+        if self._encoding != "identity":
+            headers.append(("grpc-encoding", self._encoding))
+        headers.append(("grpc-accept-encoding", ",".join(SUPPORTED_ENCODINGS)))
+        headers.append(("user-agent", _USER_AGENT))
+        headers.extend(encode_metadata(metadata))
+        conn = await self.channel._connection()
+        try:
+            self._stream = await conn.open_stream("POST", self.path, headers)
+        except (ConnectionClosed, StreamReset) as exc:
+            raise GRPCError(StatusCode.UNAVAILABLE, f"cannot start the call: {exc}") from exc
+
+    def _finish(self) -> None:
+        """Leaving the call's block: reset the stream if the call has not ended."""
+        stream = self._stream
+        if stream is not None and self.code is None:
+            stream.abandon()
+
+    def _deadline_passed(self) -> None:
+        self.code = StatusCode.DEADLINE_EXCEEDED
+        raise GRPCError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+
+    async def cancel(self) -> None:
+        """Give up the call: RST_STREAM(CANCEL); later operations raise CANCELLED."""
+        if self.code is None and self._stream is not None:
+            self._stream.abandon()
+        self.code = StatusCode.CANCELLED
+        self._error = GRPCError(StatusCode.CANCELLED, "cancelled by the client")
+        await trio.lowlevel.checkpoint()
+
+    # -- sending ------------------------------------------------------------------------
+    async def send_message(self, message: Req, *, end: bool = False) -> None:
+        """Send one request; ``end=True`` also half-closes (no more requests)."""
+        stream = self._require_stream()
+        payload = message.SerializeToString()
+        if len(payload) > self.channel.config.max_send_message_size:
+            raise GRPCError(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"request of {len(payload)} bytes exceeds the limit",
+            )
+        compressed = self._encoding != "identity"
+        if compressed:
+            payload = compress_payload(payload, self._encoding)
+        try:
+            await stream.send_data(encode_message(payload, compressed=compressed), end_stream=end)
+        except (StreamReset, ConnectionClosed) as exc:
+            self._fail_from_transport(exc)
+        if end:
+            self._ended_sending = True
+
+    async def end(self) -> None:
+        """Half-close: the server will get no more requests."""
+        if self._ended_sending:
+            return
+        self._ended_sending = True
+        try:
+            await self._require_stream().end()
+        except (StreamReset, ConnectionClosed) as exc:
+            self._fail_from_transport(exc)
+
+    # -- receiving ----------------------------------------------------------------------
+    async def recv_initial_metadata(self) -> list[tuple[str, MetadataValue]]:
+        """The server's response headers (waits for them)."""
+        if self.initial_metadata is None:
+            await self._receive_headers()
+        assert self.initial_metadata is not None
+        return self.initial_metadata
+
+    async def recv_message(self) -> Resp | None:
+        """The next response, or None at the end (then the status was OK).
+
+        A status other than OK raises :class:`GRPCError`.
+        """
+        if self._error is not None:
+            raise self._error
+        if not self._headers_received:
+            await self._receive_headers()
+        stream = self._require_stream()
+        while not self._pending:
+            if self._ended_receiving:
+                return None
+            try:
+                chunk = await stream.receive_data()
+            except (StreamReset, ConnectionClosed) as exc:
+                self._fail_from_transport(exc)
+            if not chunk:
+                self._ended_receiving = True
+                if not self._decoder.at_boundary:
+                    self._raise(GRPCError(StatusCode.INTERNAL, "response ended inside a message"))
+                self._take_status(stream.trailers)
+                continue
+            try:
+                self._pending.extend(self._decoder.feed(chunk))
+            except MessageTooLarge as exc:
+                self._abandon(GRPCError(StatusCode.RESOURCE_EXHAUSTED, str(exc)))
+            except WireError as exc:
+                self._abandon(GRPCError(StatusCode.INTERNAL, str(exc)))
+        frame = self._pending.pop(0)
+        payload = frame.payload
+        if frame.compressed:
+            if self._response_encoding == "identity":
+                self._abandon(GRPCError(StatusCode.INTERNAL, "compressed without grpc-encoding"))
+            try:
+                payload = decompress(
+                    payload,
+                    self._response_encoding,
+                    max_size=self.channel.config.max_receive_message_size,
+                )
+            except MessageTooLarge as exc:
+                self._abandon(GRPCError(StatusCode.RESOURCE_EXHAUSTED, str(exc)))
+            except (WireError, OSError, ValueError) as exc:
+                self._abandon(GRPCError(StatusCode.INTERNAL, f"cannot decompress: {exc}"))
+        message = self.response_type()
+        try:
+            message.ParseFromString(payload)
+        except DecodeError as exc:
+            self._abandon(GRPCError(StatusCode.INTERNAL, f"cannot parse the response: {exc}"))
+        return message
+
+    def __aiter__(self) -> ClientCall[Req, Resp]:
+        return self
+
+    async def __anext__(self) -> Resp:
+        message = await self.recv_message()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    async def wait_status(self) -> None:
+        """Read to the end of the call (discarding responses); raise if it failed."""
+        while await self.recv_message() is not None:
+            pass
+
+    # -- internals ----------------------------------------------------------------------
+    def _require_stream(self) -> ClientStream:
+        if self._error is not None:
+            raise self._error
+        assert self._stream is not None, "call not started"
+        return self._stream
+
+    async def _receive_headers(self) -> None:
+        stream = self._require_stream()
+        try:
+            status, headers = await stream.receive_headers()
+        except (StreamReset, ConnectionClosed) as exc:
+            self._fail_from_transport(exc)
+        self._headers_received = True
+        self.initial_metadata = decode_metadata(headers.raw())
+        if "grpc-status" in headers:  # Trailers-Only
+            self._ended_receiving = True
+            self._take_status(headers)
+            return
+        if status != 200:
+            self._abandon(GRPCError(status_from_http(status), f"HTTP status {status}"))
+        if not content_type_is_grpc(headers.get("content-type")):
+            self._abandon(
+                GRPCError(StatusCode.UNKNOWN, f"content-type {headers.get('content-type')!r}")
+            )
+        self._response_encoding = headers.get("grpc-encoding") or "identity"
+
+    def _take_status(self, trailers: Headers | None) -> None:
+        """The call ended: read grpc-status from the trailers; raise unless OK."""
+        if trailers is None or "grpc-status" not in trailers:
+            self._raise(GRPCError(StatusCode.INTERNAL, "the server sent no grpc-status"))
+        assert trailers is not None
+        raw = trailers.get("grpc-status") or ""
+        try:
+            code = StatusCode(int(raw))
+        except ValueError:
+            code = StatusCode.UNKNOWN
+        message = decode_grpc_message(trailers.get("grpc-message") or "")
+        details_raw = trailers.get("grpc-status-details-bin")
+        details = decode_binary(details_raw) if details_raw else None
+        self.trailing_metadata = decode_metadata(trailers.raw())
+        self.code = code
+        if code != StatusCode.OK:
+            self._raise(GRPCError(code, message, details, self.trailing_metadata))
+
+    def _fail_from_transport(self, exc: StreamReset | ConnectionClosed) -> Any:
+        """The stream was reset or the connection dropped: map to a status and raise."""
+        if isinstance(exc, StreamReset):
+            code = status_from_rst_stream(exc.error_code)
+            self._raise(GRPCError(code, f"stream reset by the server (code {exc.error_code})"))
+        self._raise(GRPCError(StatusCode.UNAVAILABLE, f"connection lost: {exc}"))
+
+    def _abandon(self, error: GRPCError) -> Any:
+        """A local error about the server's response: reset the stream and raise."""
+        if self._stream is not None and self.code is None:
+            self._stream.abandon()
+        self._raise(error)
+
+    def _raise(self, error: GRPCError) -> Any:
+        self.code = self.code or error.code
+        self._error = error
+        raise error
+
+
+@asynccontextmanager
+async def open_channel(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    config: ChannelConfig | None = None,
+) -> AsyncIterator[Channel]:
+    """``async with open_channel("127.0.0.1", 50051) as channel:``; closes all on exit."""
+    async with trio.open_nursery() as nursery:
+        channel = Channel(
+            nursery,
+            host,
+            port,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            config=config,
+        )
+        try:
+            yield channel
+        finally:
+            await channel.aclose()
+            nursery.cancel_scope.cancel()
