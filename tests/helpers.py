@@ -194,6 +194,7 @@ class RawH2:
                     elif isinstance(event, h2.events.StreamReset):
                         raise AssertionError(f"stream {sid} reset: {event.error_code}")
                 seen = len(self.events)
+                await self.flush()  # the acknowledgements above, before waiting for more
                 await self.receive()
                 if self.closed:
                     raise AssertionError(f"connection closed before stream {sid} ended")

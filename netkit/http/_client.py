@@ -100,7 +100,7 @@ from ..errors import (
     StreamReset,
 )
 from ._client_config import ClientConfig
-from ._h2_common import H2Protocol, outbound_problem
+from ._h2_common import H2Protocol, prepare_outbound
 from ._h2_settings import CompactSettings
 from ._headers import HeaderPair, Headers, HeadersLike, normalize
 
@@ -124,7 +124,8 @@ _H2_CONFIG = h2.config.H2Configuration(
     client_side=True,
     header_encoding=None,
     validate_inbound_headers=True,
-    # Validated before h2 sees them (outbound_problem): see _h2_common.
+    # Normalized and validated before h2 sees them (prepare_outbound): see _h2_common.
+    normalize_outbound_headers=False,
     validate_outbound_headers=False,
 )
 
@@ -482,10 +483,7 @@ class ClientStream:
     async def send_trailers(self, headers: HeadersLike) -> None:
         """End the request with trailers (gRPC clients rarely need them; HTTP allows it)."""
         self._check_sendable()
-        pairs = normalize(headers)
-        problem = outbound_problem(pairs, client=True, is_trailer=True)
-        if problem is not None:
-            raise LocalProtocolError(f"invalid trailers: {problem}")
+        pairs = prepare_outbound(normalize(headers), client=True, is_trailer=True, what="trailers")
         self._call(self._conn._h2.send_headers, self.stream_id, pairs, end_stream=True)
         self._sent_end = True
         self._maybe_release()
@@ -704,10 +702,12 @@ class H2ClientConnection(trio.abc.AsyncResource):
             if len(self._streams) < self._stream_limit():
                 break
             await self._slots.park()
-        head = self._request_head(method, path, headers)
-        problem = outbound_problem(head, client=True, is_trailer=False)
-        if problem is not None:
-            raise LocalProtocolError(f"invalid request head: {problem}")
+        head = prepare_outbound(
+            self._request_head(method, path, headers),
+            client=True,
+            is_trailer=False,
+            what="request head",
+        )
         try:
             stream_id = self._h2.get_next_available_stream_id()
         except h2.exceptions.NoAvailableStreamIDError as exc:

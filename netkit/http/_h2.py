@@ -64,7 +64,7 @@ from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
 from ..errors import ConnectionClosed, LocalProtocolError, StreamReset
 from ._budget import TokenBucket
 from ._config import ServerConfig
-from ._h2_common import H2Protocol, outbound_problem
+from ._h2_common import H2Protocol, prepare_outbound
 from ._h2_settings import CompactSettings
 from ._headers import Headers, HeadersLike, normalize
 from ._stream import Handler, HTTPStream, Request, run_handler
@@ -72,6 +72,10 @@ from ._stream import Handler, HTTPStream, Request, run_handler
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _READ_SIZE = 64 * 1024
 _OUT_HIGH_WATER = 256 * 1024
+#: The writer stops waiting for more output to coalesce once this much is buffered.
+_COALESCE = 64 * 1024
+#: A stream hands its buffered body to h2 itself (waiting for windows) past this much.
+_STREAM_BUFFER = 64 * 1024
 _DEFAULT_WINDOW = 65535
 
 T = TypeVar("T")
@@ -82,7 +86,8 @@ _H2_CONFIG = h2.config.H2Configuration(
     client_side=False,
     header_encoding=None,
     validate_inbound_headers=True,
-    # Validated before h2 sees them (outbound_problem): see _h2_common.
+    # Normalized and validated before h2 sees them (prepare_outbound): see _h2_common.
+    normalize_outbound_headers=False,
     validate_outbound_headers=False,
 )
 
@@ -158,6 +163,8 @@ class H2Stream(HTTPStream):
         self._readable = trio.Event()
         self._writable = trio.Event()
         self._scope: trio.CancelScope | None = None
+        #: Body bytes not yet handed to h2 (see ``send_data``).
+        self._pending = bytearray()
         #: A HEAD response ends on its headers; body bytes the handler sends are dropped.
         self._head = request.method == "HEAD"
         #: Request trailers, once received (gRPC clients rarely send them; HTTP allows it).
@@ -174,10 +181,12 @@ class H2Stream(HTTPStream):
 
     def _on_reset(self, code: int) -> None:
         self._reset_code = code
+        if self._scope is not None:
+            # Cancel first: woken waiters then see Cancelled, not a StreamReset that a
+            # handler might mistake for a failure of its own.
+            self._scope.cancel()
         self._readable.set()
         self._writable.set()
-        if self._scope is not None:
-            self._scope.cancel()
 
     def _wake_writer(self) -> None:
         self._writable.set()
@@ -217,10 +226,12 @@ class H2Stream(HTTPStream):
         """Hand the response head to h2 (the caller queues it)."""
         if self.headers_sent:
             raise LocalProtocolError("response headers already sent")
-        pairs = [(b":status", str(status).encode()), *normalize(headers)]
-        problem = outbound_problem(pairs, client=False, is_trailer=False)
-        if problem is not None:
-            raise LocalProtocolError(f"invalid response headers: {problem}")
+        pairs = prepare_outbound(
+            [(b":status", str(status).encode()), *normalize(headers)],
+            client=False,
+            is_trailer=False,
+            what="response headers",
+        )
         end_stream = end_stream or (self._head and status >= 200)
         self._call(self._conn.h2.send_headers, self.stream_id, pairs, end_stream=end_stream)
         self.headers_sent = True
@@ -233,6 +244,14 @@ class H2Stream(HTTPStream):
         await self._conn.queue_and_wait()
 
     async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        """Queue body bytes; they leave as the peer's windows allow.
+
+        Small writes are buffered on the stream (up to ``_STREAM_BUFFER``) and handed to
+        h2 by the writer just before it writes, so a handler sending many small
+        messages (gRPC streaming) makes a few large DATA frames instead of one frame per
+        message. Ending the stream, or a full buffer, hands everything over here,
+        waiting for window updates: that wait is the handler's backpressure.
+        """
         if not self.headers_sent:
             raise LocalProtocolError("send_headers() must come first")
         if self._head:
@@ -240,29 +259,66 @@ class H2Stream(HTTPStream):
             return  # the stream already ended with the headers
         if self.finished:
             raise LocalProtocolError("response already finished")
+        if self._reset_code is not None:
+            raise StreamReset(self._reset_code)
+        if data:
+            self._pending += data
+        if end_stream or len(self._pending) >= _STREAM_BUFFER:
+            await self._drain(end_stream=end_stream)
+            return
+        if self._pending:
+            self._conn.has_pending(self)
+        await self._conn.queue_and_wait()
+
+    def _flush(self) -> None:
+        """Hand h2 as much buffered data as the windows allow; never waits, never raises.
+
+        Called by the writer (and by ``_drain``). A stream that is gone drops its data.
+        """
+        if not self._pending:
+            return
+        if self._reset_code is not None or self._conn.dead or self._conn.h2.closed:
+            self._pending.clear()
+            return
         h2c = self._conn.h2
-        view = memoryview(data)
+        try:
+            while self._pending:
+                window = h2c.local_flow_control_window(self.stream_id)
+                size = min(window, h2c.max_outbound_frame_size, len(self._pending))
+                if size <= 0:
+                    return
+                h2c.send_data(self.stream_id, bytes(self._pending[:size]))
+                del self._pending[:size]
+        except h2.exceptions.ProtocolError:
+            self._pending.clear()  # closed under us (reset): nobody will read it
+
+    async def _drain(self, *, end_stream: bool) -> None:
+        """Everything buffered to h2 (waiting for windows), then END_STREAM if asked."""
+        h2c = self._conn.h2
         while True:
-            if not view:
+            if self._reset_code is not None:
+                raise StreamReset(self._reset_code)
+            if self._conn.dead or h2c.closed:
+                raise ConnectionClosed("HTTP/2 connection is gone")
+            pending = len(self._pending)
+            if end_stream and pending:
+                window = self._call(h2c.local_flow_control_window, self.stream_id)
+                if pending <= min(window, h2c.max_outbound_frame_size):
+                    # The last frame carries END_STREAM: one frame less.
+                    data = bytes(self._pending)
+                    self._pending.clear()
+                    self._call(h2c.send_data, self.stream_id, data, end_stream=True)
+                    break
+            self._flush()
+            if not self._pending:
                 if end_stream:
                     self._call(h2c.end_stream, self.stream_id)
-                    self.finished = True
-                    await self._conn.queue_and_wait()
-                return
-            window = self._call(h2c.local_flow_control_window, self.stream_id)
-            size = min(window, h2c.max_outbound_frame_size, len(view))
-            if size <= 0:
-                await self._wait_for_window()
-                continue
-            last = size == len(view)
-            chunk = data if last and size == len(data) else bytes(view[:size])
-            self._call(h2c.send_data, self.stream_id, chunk, end_stream=end_stream and last)
-            view = view[size:]
-            if last:
-                self.finished = end_stream
-                await self._conn.queue_and_wait()
-                return
-            await self._conn.queue_and_wait()
+                break
+            self._conn.queue()
+            await self._wait_for_window()
+        if end_stream:
+            self.finished = True
+        await self._conn.queue_and_wait(final=end_stream)
 
     async def _wait_for_window(self) -> None:
         self._writable = trio.Event()
@@ -282,10 +338,9 @@ class H2Stream(HTTPStream):
             raise LocalProtocolError("response already finished")
         if not self.headers_sent:
             raise LocalProtocolError("send_headers() must come first")
-        pairs = normalize(headers)
-        problem = outbound_problem(pairs, client=False, is_trailer=True)
-        if problem is not None:
-            raise LocalProtocolError(f"invalid trailers: {problem}")
+        pairs = prepare_outbound(normalize(headers), client=False, is_trailer=True, what="trailers")
+        if self._pending:
+            await self._drain(end_stream=False)
         self._call(self._conn.h2.send_headers, self.stream_id, pairs, end_stream=True)
         self.finished = True
         await self._conn.queue_and_wait()
@@ -302,13 +357,14 @@ class H2Stream(HTTPStream):
             # The common small response: HEADERS and DATA leave in one write, one wait.
             self._call(h2c.send_data, self.stream_id, body, end_stream=True)
             self.finished = True
-            await self._conn.queue_and_wait()
+            await self._conn.queue_and_wait(final=True)
             return
         await self._conn.queue_and_wait()
         await self.send_data(body, end_stream=True)
 
     async def abort(self) -> None:
         self.finished = True
+        self._pending.clear()
         if self._reset_code is None and not self._conn.dead:
             self._conn.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
             self._reset_code = ErrorCodes.INTERNAL_ERROR
@@ -343,6 +399,8 @@ class H2Connection:
         self.goaway_code: int | None = None
         self._initial = initial_data
         self._outbuf = bytearray()
+        #: Streams with body bytes buffered for the writer to hand to h2.
+        self._pending_streams: set[H2Stream] = set()
         self._sending = False
         self._writer_wake = trio.Event()
         self._drained = trio.lowlevel.ParkingLot()
@@ -363,28 +421,72 @@ class H2Connection:
             self._outbuf += data
             self._writer_wake.set()
 
-    async def queue_and_wait(self) -> None:
-        """``queue()``, then wait while the output buffer is above its high-water mark."""
+    def has_pending(self, stream: H2Stream) -> None:
+        """``stream`` buffered body bytes: the writer hands them to h2 before writing."""
+        self._pending_streams.add(stream)
+        self._writer_wake.set()
+
+    def _output_size(self) -> int:
+        return len(self._outbuf) + sum(len(each._pending) for each in self._pending_streams)
+
+    def _flush_pending(self) -> None:
+        for stream in list(self._pending_streams):
+            stream._flush()
+            if not stream._pending:
+                self._pending_streams.discard(stream)
         self.queue()
+
+    async def queue_and_wait(self, *, final: bool = False) -> None:
+        """``queue()``, then wait while the output buffer is above its high-water mark.
+
+        ``final``: the stream's last frame was queued and its task is about to end, so
+        the usual scheduling checkpoint (fairness between streams that send a lot)
+        is skipped when there is nothing to wait for: one reschedule less per request.
+        """
+        self.queue()
+        waited = False
         while len(self._outbuf) > _OUT_HIGH_WATER and not self.dead:
             await self._drained.park()
+            waited = True
         if self.dead:
             raise ConnectionClosed("HTTP/2 connection is gone")
-        await trio.lowlevel.checkpoint()
+        if not (final or waited):
+            await trio.lowlevel.checkpoint()
 
     async def _writer(self) -> None:
+        # One cancel scope whose deadline is set around each write: cheaper than a new
+        # fail_after scope per write, and the wait for work is never under a deadline.
+        scope = trio.CancelScope()
         try:
-            while True:
-                while not self._outbuf:
-                    await self._writer_wake.wait()
-                    self._writer_wake = trio.Event()
-                data, self._outbuf = self._outbuf, bytearray()
-                self._sending = True
-                with trio.fail_after(self.config.write_timeout):
+            with scope:
+                while True:
+                    if not self._outbuf and not self._pending_streams:
+                        await self._writer_wake.wait()
+                        self._writer_wake = trio.Event()
+                        continue
+                    # Let producers that are ready add to the buffers first, so that a
+                    # stream sending many small messages costs one DATA frame and one
+                    # write per round of the scheduler instead of one per message.
+                    size = -1
+                    while (total := self._output_size()) != size and total < _COALESCE:
+                        size = total
+                        await trio.lowlevel.checkpoint()
+                    self._flush_pending()
+                    if not self._outbuf:  # only data whose windows are shut: wait
+                        await self._writer_wake.wait()
+                        self._writer_wake = trio.Event()
+                        continue
+                    data, self._outbuf = self._outbuf, bytearray()
+                    self._sending = True
+                    scope.deadline = trio.current_time() + self.config.write_timeout
                     await self.transport.send_all(data)
-                self._sending = False
-                self._drained.unpark_all()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+                    scope.deadline = math.inf
+                    self._sending = False
+                    self._drained.unpark_all()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._die()
+            return
+        if scope.cancelled_caught:  # the peer stopped reading for write_timeout
             self._die()
 
     def _die(self) -> None:
@@ -441,7 +543,15 @@ class H2Connection:
         extra = self.config.max_concurrent_streams * self.config.h2_initial_window_size
         if extra > _DEFAULT_WINDOW:
             self.h2.increment_flow_control_window(min(extra, 2**31 - 1) - _DEFAULT_WINDOW)
-        self.queue()
+        # Our SETTINGS go out before any of the client's frames is processed: a client
+        # that starts sending on the default window must learn ours as early as possible
+        # (some clients mishandle a window that a late SETTINGS makes negative).
+        try:
+            with trio.fail_after(self.config.write_timeout):
+                await self.transport.send_all(self.h2.data_to_send())
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            self.dead = True
+            return
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -574,6 +684,8 @@ class H2Connection:
             stream._feed(event.data, flow_len)
 
     def _on_window(self, stream_id: int) -> None:
+        if self._pending_streams:
+            self._writer_wake.set()  # buffered data may fit now
         if stream_id == 0:
             for each in self.streams.values():
                 each._wake_writer()
@@ -624,6 +736,7 @@ class H2Connection:
                 self.queue()
         finally:
             del self.streams[sid]
+            self._pending_streams.discard(stream)
             self.h2.busy -= 1
             if not self.streams:
                 self._idle_deadline = trio.current_time() + self.config.keep_alive_timeout

@@ -5,7 +5,7 @@
   (h2 moves to CLOSED and drops pending output on any GOAWAY), and a header block that
   is still growing is bounded as it grows (h2 only caps the number of CONTINUATION
   frames, i.e. up to 64 x max_frame_size bytes buffered before anything is checked).
-* :func:`outbound_problem`: h2 validates outbound headers lazily, *while* HPACK-encoding
+* :func:`prepare_outbound`: h2 validates outbound headers lazily, *while* HPACK-encoding
   them. A bad header in the middle leaves the headers before it in the encoder's dynamic
   table although no frame is sent, so the peer's decoder is out of step from then on and
   the next header block kills the connection. Checking first, on a copy, keeps one bad
@@ -24,6 +24,7 @@ from h2.connection import ConnectionState
 from h2.frame_buffer import FrameBuffer
 from hyperframe.frame import Frame, GoAwayFrame
 
+from ..errors import LocalProtocolError
 from ._headers import HeaderPair
 
 
@@ -68,10 +69,16 @@ class H2Protocol(h2.connection.H2Connection):
         return self.state_machine.state is ConnectionState.CLOSED
 
 
-def outbound_problem(
-    headers: list[HeaderPair], *, client: bool, is_trailer: bool, split_cookies: bool = False
-) -> str | None:
-    """Why h2 would reject these outbound headers, or None (see the module docstring)."""
+def prepare_outbound(
+    headers: list[HeaderPair], *, client: bool, is_trailer: bool, what: str
+) -> list[Any]:
+    """h2's own normalization and validation of outbound headers, done before h2 sees them.
+
+    Returns the headers to hand to h2, whose connections are configured to neither
+    normalize nor validate again (see the module docstring for why the check must come
+    first). Normalization also marks sensitive values (authorization, short cookies) as
+    never-indexed for HPACK. Raises LocalProtocolError naming ``what`` was invalid.
+    """
     flags = h2.utilities.HeaderValidationFlags(
         is_client=client,
         is_trailer=is_trailer,
@@ -79,9 +86,9 @@ def outbound_problem(
         is_push_promise=False,
     )
     try:
-        normalized = h2.utilities.normalize_outbound_headers(headers, flags, split_cookies)
+        normalized = list(h2.utilities.normalize_outbound_headers(headers, flags, False))
         for _ in h2.utilities.validate_outbound_headers(normalized, flags):
             pass
     except h2.exceptions.ProtocolError as exc:
-        return str(exc)
-    return None
+        raise LocalProtocolError(f"invalid {what}: {exc}") from exc
+    return normalized
