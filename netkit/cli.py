@@ -1,7 +1,20 @@
-"""The ``netkit`` command: ``netkit serve MODULE:ATTR [--host H] [--port N] [...]``.
+"""The netkit command: serve apps, run gRPC interop tests, generate gRPC code.
 
-SIGINT and SIGTERM start a graceful shutdown (GOAWAY, in-flight requests finish within
-the grace period); a second signal cancels at once.
+``netkit serve MODULE:ATTR [--host H] [--port N] [...]``
+    serve an App over HTTP/1.1 and HTTP/2 (TLS with ``--certfile/--keyfile``).
+``netkit interop-server --port N [--use_tls --certfile F --keyfile F]``
+    serve gRPC's interop TestService; flags as gRPC's interop servers have them.
+``netkit interop-client --server_host H --server_port N --test_case NAME [...]``
+    run gRPC's interop test cases (``all`` for every one) against any gRPC server.
+``netkit codegen [-I DIR]... [--out DIR] FILE.proto...``
+    generate protobuf messages and netkit service classes (``netkit.grpc.codegen``).
+
+For the servers, SIGINT and SIGTERM start a graceful shutdown (GOAWAY, in-flight
+requests finish within the grace period); a second signal cancels at once.
+
+The interop modules are imported only by the interop commands: they register the
+``grpc.testing`` messages in protobuf's default pool, where an application served with
+``netkit serve`` may have messages of the same names.
 """
 
 from __future__ import annotations
@@ -13,6 +26,9 @@ import resource
 import signal
 import ssl
 import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import trio
@@ -20,6 +36,9 @@ import trio
 from .http import Server, ServerConfig, serve
 
 log = logging.getLogger("netkit.cli")
+
+#: Time limit of one interop case: generous, since large_unary moves ~0.6 MB.
+INTEROP_CASE_SECONDS = 10.0
 
 
 def load_app(spec: str) -> Any:
@@ -44,32 +63,39 @@ def _raise_fd_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-async def _serve_until_signalled(args: argparse.Namespace) -> None:
-    app = load_app(args.app)
-    config = ServerConfig(max_connections=args.max_connections, shutdown_grace=args.shutdown_grace)
-    ssl_context = None
-    if args.certfile:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.load_cert_chain(args.certfile, args.keyfile)
+def _server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
+    if not certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+async def _serve_until_signalled(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    config: ServerConfig,
+    banner: Callable[[Server], str],
+) -> None:
+    """Serve ``app`` until a signal; print ``banner(server)`` once it is listening.
+
+    The banner line is the readiness signal that scripts and tests wait for (with
+    port 0 it is also the only place the chosen port is told), so it is flushed.
+    """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def run_server(*, task_status: trio.TaskStatus[Server]) -> None:
                 await serve(
-                    app,
-                    args.host,
-                    args.port,
-                    ssl_context=ssl_context,
-                    config=config,
-                    task_status=task_status,
+                    app, host, port, ssl_context=ssl_context, config=config, task_status=task_status
                 )
                 nursery.cancel_scope.cancel()  # serve() has finished: stop watching signals
 
             server: Server = await nursery.start(run_server)
-            scheme = "https" if ssl_context else "http"
-            print(
-                f"netkit serving {args.app} on {scheme}://{server.host}:{server.port}", flush=True
-            )
+            print(banner(server), flush=True)
             async for signum in signals:
                 if server.shutting_down:
                     nursery.cancel_scope.cancel()  # second signal: stop now
@@ -78,26 +104,189 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
                 server.shutdown()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _flag(value: str) -> bool:
+    """A boolean flag value as gRPC's interop binaries take it (``--use_tls=true``)."""
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _add_bool(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    """``--name``, ``--name=true`` and ``--name=false`` all work, as in gRPC's flags."""
+    parser.add_argument(name, type=_flag, nargs="?", const=True, default=False, help=help)
+
+
+def _server_options() -> argparse.ArgumentParser:
+    """Options that every serving command shares."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    common.add_argument("--certfile", help="TLS certificate chain (PEM)")
+    common.add_argument("--keyfile", help="TLS private key (PEM)")
+    common.add_argument("--max-connections", type=int, default=ServerConfig().max_connections)
+    common.add_argument("--shutdown-grace", type=float, default=ServerConfig().shutdown_grace)
+    common.add_argument("--log-level", default="INFO")
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="serve an App (MODULE:ATTR) over HTTP/1.1 and HTTP/2")
+    common = _server_options()
+
+    p = sub.add_parser(
+        "serve", parents=[common], help="serve an App (MODULE:ATTR) over HTTP/1.1 and HTTP/2"
+    )
     p.add_argument("app", help="the App to serve, as MODULE:ATTR")
-    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--certfile", help="TLS certificate chain (PEM); enables HTTPS with ALPN")
-    p.add_argument("--keyfile", help="TLS private key (PEM)")
-    p.add_argument("--max-connections", type=int, default=ServerConfig().max_connections)
-    p.add_argument("--shutdown-grace", type=float, default=ServerConfig().shutdown_grace)
-    p.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
+
+    p = sub.add_parser("interop-server", parents=[common], help="serve gRPC's interop TestService")
+    p.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
+    _add_bool(p, "--use_tls", "serve TLS (needs --certfile and --keyfile)")
+
+    p = sub.add_parser("interop-client", help="run gRPC's interop test cases against a server")
+    p.add_argument("--server_host", default="localhost")
+    p.add_argument("--server_port", type=int, required=True)
+    p.add_argument(
+        "--test_case",
+        default="large_unary",
+        help="a case name, several separated by commas, or 'all'",
+    )
+    _add_bool(p, "--use_tls", "connect with TLS (ALPN h2)")
+    p.add_argument(
+        "--server_host_override",
+        help="with --use_tls: the name to send (SNI) and verify the certificate against",
+    )
+    p.add_argument(
+        "--ca_file", help="with --use_tls: CA certificates (PEM) to trust instead of the system's"
+    )
+    p.add_argument("--log-level", default="WARNING")
+
+    # Dispatched before parsing (see main); listed here for ``netkit --help``.
+    sub.add_parser("codegen", help="generate messages and netkit services from .proto files")
+    return parser
+
+
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    _raise_fd_limit(args.max_connections + 64)
     sys.path.insert(0, ".")
-    trio.run(_serve_until_signalled, args)
+    app = load_app(args.app)
+    ssl_context = _server_ssl_context(args.certfile, args.keyfile)
+    scheme = "https" if ssl_context else "http"
+    return _run_server(
+        app,
+        args,
+        ssl_context,
+        lambda server: f"netkit serving {args.app} on {scheme}://{server.host}:{server.port}",
+    )
+
+
+def _interop_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.use_tls and not (args.certfile and args.keyfile):
+        parser.error(
+            "--use_tls needs --certfile and --keyfile: netkit ships no test certificate "
+            "(gRPC's interop servers use server1.pem; pass it, or one of your own)"
+        )
+    if not args.use_tls and (args.certfile or args.keyfile):
+        parser.error("--certfile/--keyfile are only used with --use_tls")
+    from .grpc.interop.server import interop_app
+
+    ssl_context = _server_ssl_context(args.certfile, args.keyfile) if args.use_tls else None
+    return _run_server(
+        interop_app(), args, ssl_context, lambda server: f"netkit interop server on {server.port}"
+    )
+
+
+def _run_server(
+    app: Any,
+    args: argparse.Namespace,
+    ssl_context: ssl.SSLContext | None,
+    banner: Callable[[Server], str],
+) -> int:
+    """The serving commands' common part: limits from ``args``, then serve until signalled."""
+    config = ServerConfig(max_connections=args.max_connections, shutdown_grace=args.shutdown_grace)
+    _raise_fd_limit(args.max_connections + 64)
+    trio.run(
+        partial(
+            _serve_until_signalled,
+            app,
+            args.host,
+            args.port,
+            ssl_context=ssl_context,
+            config=config,
+            banner=banner,
+        )
+    )
     return 0
+
+
+def _interop_client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .grpc.interop.client import CASES
+
+    names = list(CASES) if args.test_case == "all" else args.test_case.split(",")
+    unknown = [name for name in names if name not in CASES]
+    if unknown:
+        parser.error(f"unknown --test_case {', '.join(unknown)}; known: all, {', '.join(CASES)}")
+    # Without --use_tls, --ca_file and --server_host_override are ignored rather than
+    # refused: harnesses pass gRPC's flags to every client whatever the transport.
+    ssl_context = ssl.create_default_context(cafile=args.ca_file) if args.use_tls else None
+    failures = trio.run(_run_interop_cases, args, names, ssl_context)
+    return 1 if failures else 0
+
+
+async def _run_interop_cases(
+    args: argparse.Namespace, names: Sequence[str], ssl_context: ssl.SSLContext | None
+) -> int:
+    """Run the cases one after another on one channel; one line per case; the failures.
+
+    One channel for all of them, as a long-lived client would use it: a case that
+    leaves the connection broken shows up in the cases after it, too.
+    """
+    from .grpc import open_channel
+    from .grpc.interop.client import CASES
+
+    failures = 0
+    async with open_channel(
+        args.server_host,
+        args.server_port,
+        ssl_context=ssl_context,
+        server_hostname=args.server_host_override or (args.server_host if ssl_context else None),
+    ) as channel:
+        for name in names:
+            started = time.perf_counter()
+            try:
+                with trio.fail_after(INTEROP_CASE_SECONDS):
+                    await CASES[name](channel)
+            except trio.TooSlowError:
+                outcome = f"FAIL {name}: no result within {INTEROP_CASE_SECONDS:g} s"
+            except AssertionError as exc:
+                outcome = f"FAIL {name}: {exc}"
+            else:
+                outcome = f"PASS {name} ({time.perf_counter() - started:.3f} s)"
+            failures += outcome.startswith("FAIL")
+            print(outcome, flush=True)
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["codegen"]:
+        # codegen_main has its own parser (and --help); hand it the rest untouched.
+        from .grpc.codegen import codegen_main
+
+        return codegen_main(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    commands = {
+        "serve": _serve,
+        "interop-server": _interop_server,
+        "interop-client": _interop_client,
+    }
+    return commands[args.command](args, parser)
 
 
 if __name__ == "__main__":

@@ -219,6 +219,8 @@ class ClientCall(Generic[Req, Resp]):
         #: The final status code, once known.
         self.code: StatusCode | None = None
         self._error: GRPCError | None = None
+        #: Whether the last response message received was compressed (its flag bit).
+        self.last_response_compressed = False
 
     # -- opening and closing ------------------------------------------------------------
     async def _start(self, metadata: Metadata, timeout: float | None) -> None:
@@ -256,8 +258,14 @@ class ClientCall(Generic[Req, Resp]):
         await trio.lowlevel.checkpoint()
 
     # -- sending ------------------------------------------------------------------------
-    async def send_message(self, message: Req, *, end: bool = False) -> None:
-        """Send one request; ``end=True`` also half-closes (no more requests)."""
+    async def send_message(
+        self, message: Req, *, end: bool = False, compress: bool | None = None
+    ) -> None:
+        """Send one request; ``end=True`` also half-closes (no more requests).
+
+        ``compress=False`` sends this message uncompressed although the call has an
+        encoding (the flag is per message); ``True`` insists on compression.
+        """
         stream = self._require_stream()
         payload = message.SerializeToString()
         if len(payload) > self.channel.config.max_send_message_size:
@@ -265,12 +273,16 @@ class ClientCall(Generic[Req, Resp]):
                 StatusCode.RESOURCE_EXHAUSTED,
                 f"request of {len(payload)} bytes exceeds the limit",
             )
-        compressed = self._encoding != "identity"
+        if compress and self._encoding == "identity":
+            raise GRPCError(StatusCode.INTERNAL, "compress=True on a call without compression")
+        compressed = self._encoding != "identity" and compress is not False
         if compressed:
             payload = compress_payload(payload, self._encoding)
         try:
             await stream.send_data(encode_message(payload, compressed=compressed), end_stream=end)
         except (StreamReset, ConnectionClosed) as exc:
+            if self._server_done_reading(exc):
+                return
             self._fail_from_transport(exc)
         if end:
             self._ended_sending = True
@@ -283,6 +295,8 @@ class ClientCall(Generic[Req, Resp]):
         try:
             await self._require_stream().end()
         except (StreamReset, ConnectionClosed) as exc:
+            if self._server_done_reading(exc):
+                return
             self._fail_from_transport(exc)
 
     # -- receiving ----------------------------------------------------------------------
@@ -324,6 +338,7 @@ class ClientCall(Generic[Req, Resp]):
                 self._abandon(GRPCError(StatusCode.INTERNAL, str(exc)))
         frame = self._pending.pop(0)
         payload = frame.payload
+        self.last_response_compressed = frame.compressed
         if frame.compressed:
             if self._response_encoding == "identity":
                 self._abandon(GRPCError(StatusCode.INTERNAL, "compressed without grpc-encoding"))
@@ -402,6 +417,18 @@ class ClientCall(Generic[Req, Resp]):
         self.code = code
         if code != StatusCode.OK:
             self._raise(GRPCError(code, message, details, self.trailing_metadata))
+
+    def _server_done_reading(self, exc: StreamReset | ConnectionClosed) -> bool:
+        """RST_STREAM(NO_ERROR): the server answered and needs no more of the request.
+
+        RFC 9113 §8.1 lets a server end its response early and reset the request side
+        with NO_ERROR (grpcio does so for unknown methods); the response, with its
+        status, is still to be read, so sending just stops.
+        """
+        if isinstance(exc, StreamReset) and exc.error_code == 0:
+            self._ended_sending = True
+            return True
+        return False
 
     def _fail_from_transport(self, exc: StreamReset | ConnectionClosed) -> Any:
         """The stream was reset or the connection dropped: map to a status and raise."""

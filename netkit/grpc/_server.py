@@ -25,6 +25,7 @@ import attrs
 import trio
 from google.protobuf.empty_pb2 import Empty
 
+from ..errors import ConnectionClosed, StreamReset
 from ..http import HTTPStream
 from ..wire import (
     InvalidMetadata,
@@ -179,8 +180,8 @@ class GRPCServer:
         with trio.move_on_at(call.deadline) as deadline_scope:
             try:
                 await self._intercepted(call, 0)
-            except GRPCError:
-                raise
+            except (GRPCError, StreamReset, ConnectionClosed):
+                raise  # a status to send, or a client that went away: nothing to log
             except Exception as exc:
                 req = call._stream.request
                 log.exception(

@@ -76,6 +76,8 @@ class ServerCall:
         self._initial: list[tuple[str, MetadataValue]] = []
         self.headers_sent = False
         self.status_sent = False
+        #: Whether the last request message received was compressed (its flag bit).
+        self.last_request_compressed = False
         #: Set by an interceptor or handler for logs and metrics; informational only.
         self.context: dict[str, Any] = {}
 
@@ -133,6 +135,7 @@ class ServerCall:
                 raise GRPCError(StatusCode.INTERNAL, str(exc)) from exc
         frame = self._pending.pop(0)
         payload = frame.payload
+        self.last_request_compressed = frame.compressed
         if frame.compressed:
             if self._request_encoding == "identity":
                 raise GRPCError(StatusCode.INTERNAL, "compressed message without a grpc-encoding")

@@ -190,13 +190,13 @@ async def test_deadline_cancels_the_handler() -> None:
     async with grpc_server(probe) as server, grpcio_channel(server) as channel:
         call = unary(channel)
         error = await in_thread(
-            call_error(lambda: call(echo_pb2.EchoRequest(payload=b"sleep"), timeout=0.5))
+            call_error(lambda: call(echo_pb2.EchoRequest(payload=b"sleep"), timeout=1.0))
         )
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         with trio.fail_after(5):
             await probe.finally_ran.wait()
         assert probe.cancelled
-        assert probe.remaining is not None and 0 < probe.remaining <= 0.5
+        assert probe.remaining is not None and 0 <= probe.remaining <= 1.0
 
 
 async def test_client_cancellation_cancels_the_handler() -> None:
