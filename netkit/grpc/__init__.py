@@ -6,9 +6,11 @@ builds on :class:`Service`, :class:`RPCMethod` and the four ``...Method`` stub c
 """
 
 from ..wire import StatusCode as StatusCode
+from ._channel import CallInfo as CallInfo
 from ._channel import Channel as Channel
 from ._channel import ChannelConfig as ChannelConfig
 from ._channel import ClientCall as ClientCall
+from ._channel import ClientInterceptor as ClientInterceptor
 from ._channel import open_channel as open_channel
 from ._errors import GRPCError as GRPCError
 from ._errors import Metadata as Metadata
@@ -25,10 +27,12 @@ from ._stub import UnaryStreamMethod as UnaryStreamMethod
 from ._stub import UnaryUnaryMethod as UnaryUnaryMethod
 
 __all__ = [
+    "CallInfo",
     "Cardinality",
     "Channel",
     "ChannelConfig",
     "ClientCall",
+    "ClientInterceptor",
     "GRPCConfig",
     "GRPCError",
     "GRPCServer",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
@@ -89,8 +89,10 @@ class Channel:
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         config: ChannelConfig | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
     ) -> None:
         self.host = host
+        self.interceptors = list(interceptors)
         self.port = port
         self.config = config or ChannelConfig()
         self._nursery = nursery
@@ -151,9 +153,11 @@ class Channel:
             server_hostname=self._server_hostname,
         ) as conn:
             task_status.started(conn)
-            # Held open until a newer connection replaces it or the channel closes;
-            # in-flight calls on a connection that got GOAWAY finish meanwhile.
+            # Held open until a newer connection replaces it or the channel closes,
+            # then until the calls still running on it have finished (after a GOAWAY
+            # they may; the channel's own closing cancels them instead).
             await done.wait()
+            await conn.wait_idle()
 
     async def aclose(self) -> None:
         self._closed = True
@@ -173,18 +177,60 @@ class Channel:
         compression: str | None = None,
     ) -> AsyncIterator[ClientCall[Req, Resp]]:
         """Open a call: ``async with channel.call(path, Req, Resp) as call:``."""
+        info = CallInfo(path=path, metadata=list(metadata), timeout=timeout)
+        for interceptor in self.interceptors:
+            await interceptor.before(info)
+        timeout = info.timeout
         deadline = trio.current_time() + timeout if timeout is not None else math.inf
         call: ClientCall[Req, Resp] = ClientCall(
             self, path, request_type, response_type, deadline, compression
         )
-        with trio.move_on_at(deadline) as scope:
-            try:
-                await call._start(metadata, timeout)
-                yield call
-            finally:
-                call._finish()
-        if scope.cancelled_caught:
-            call._deadline_passed()
+        error: BaseException | None = None
+        try:
+            with trio.move_on_at(deadline) as scope:
+                try:
+                    await call._start(info.metadata, timeout)
+                    yield call
+                finally:
+                    call._finish()
+            if scope.cancelled_caught:
+                call._deadline_passed()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            code = call.code
+            if code is None and isinstance(error, GRPCError):
+                code = error.code
+            for interceptor in reversed(self.interceptors):
+                interceptor.after(info, code, error)
+
+
+@attrs.define
+class CallInfo:
+    """A call as client interceptors see it; ``before`` may change metadata and timeout."""
+
+    path: str
+    metadata: list[tuple[str, MetadataValue]]
+    timeout: float | None
+
+
+class ClientInterceptor:
+    """Runs around every call of a channel: auth headers, logging, metrics.
+
+    ``before`` runs before the call starts and may add metadata, change the timeout, or
+    refuse the call by raising :class:`GRPCError`; ``after`` sees how it ended (the
+    status code, None if the call was abandoned before it had one, and the exception
+    that left the call's block, if any). Both default to doing nothing.
+    """
+
+    async def before(self, info: CallInfo) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def after(
+        self, info: CallInfo, code: StatusCode | None, error: BaseException | None
+    ) -> None:
+        return None
 
 
 class ClientCall(Generic[Req, Resp]):
@@ -457,6 +503,7 @@ async def open_channel(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     config: ChannelConfig | None = None,
+    interceptors: Sequence[ClientInterceptor] = (),
 ) -> AsyncIterator[Channel]:
     """``async with open_channel("127.0.0.1", 50051) as channel:``; closes all on exit."""
     async with trio.open_nursery() as nursery:
@@ -467,6 +514,7 @@ async def open_channel(
             ssl_context=ssl_context,
             server_hostname=server_hostname,
             config=config,
+            interceptors=interceptors,
         )
         try:
             yield channel

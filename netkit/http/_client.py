@@ -664,6 +664,16 @@ class H2ClientConnection(trio.abc.AsyncResource):
         """Streams holding a concurrency slot right now."""
         return len(self._streams)
 
+    async def wait_idle(self) -> None:
+        """Wait until no stream holds a slot (or the connection has failed).
+
+        For retiring a connection gracefully: after a GOAWAY, the streams already open
+        finish before the connection is closed.
+        """
+        await trio.lowlevel.checkpoint()
+        while self._streams and self._failure is None:
+            await self._slots.park()
+
     def _check_usable(self) -> None:
         if self._failure is not None:
             raise self._failure()

@@ -14,7 +14,15 @@ import trio
 
 from netkit import App
 from netkit.examples.grpc_echo import EchoService
-from netkit.grpc import GRPCError, GRPCServer, ServerCall, StatusCode, open_channel
+from netkit.grpc import (
+    CallInfo,
+    ClientInterceptor,
+    GRPCError,
+    GRPCServer,
+    ServerCall,
+    StatusCode,
+    open_channel,
+)
 from netkit.protos.echo.v1 import echo_pb2
 from netkit.protos.echo.v1.echo_netkit import EchoStub
 from tests.helpers import running_server
@@ -275,3 +283,79 @@ async def test_four_kinds_against_grpcio() -> None:
                 big = b"q" * (1 << 20)
                 reply = await stub.Unary(echo_pb2.EchoRequest(payload=big), compression="gzip")
                 assert reply.payload == big
+
+
+# -- client interceptors and graceful shutdown ------------------------------------------
+
+
+class Recorder(ClientInterceptor):
+    """Adds a token to every call and records how each one ended."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[str, StatusCode | None]] = []
+
+    async def before(self, info: CallInfo) -> None:
+        info.metadata.append(("authorization", "Bearer t0ken"))
+        if info.path.endswith("/ClientStream"):
+            raise GRPCError(StatusCode.PERMISSION_DENIED, "refused locally")
+        await trio.lowlevel.checkpoint()
+
+    def after(self, info: CallInfo, code: StatusCode | None, error: BaseException | None) -> None:
+        self.outcomes.append((info.path.rpartition("/")[2], code))
+
+
+async def test_client_interceptors_add_metadata_and_see_outcomes() -> None:
+    seen_tokens: list[object] = []
+
+    class Service(Watched):
+        async def Unary(
+            self, request: echo_pb2.EchoRequest, call: ServerCall
+        ) -> echo_pb2.EchoResponse:
+            seen_tokens.append(call.metadata_value("authorization"))
+            return await super().Unary(request, call)
+
+    recorder = Recorder()
+    async with (
+        netkit_echo(Service()) as (port, _),
+        open_channel("127.0.0.1", port, interceptors=[recorder]) as channel,
+    ):
+        stub = EchoStub(channel)
+        with trio.fail_after(10):
+            await stub.Unary(echo_pb2.EchoRequest(payload=b"a"))
+            with pytest.raises(GRPCError):
+                await stub.Unary(echo_pb2.EchoRequest(payload=b"fail"))
+            with pytest.raises(GRPCError) as info:
+                await stub.ClientStream([echo_pb2.EchoRequest(payload=b"x")])
+            assert info.value.code == StatusCode.PERMISSION_DENIED
+    assert seen_tokens == ["Bearer t0ken", "Bearer t0ken"]
+    assert recorder.outcomes == [("Unary", StatusCode.OK), ("Unary", StatusCode.NOT_FOUND)]
+
+
+async def test_graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() -> None:
+    class Slow(EchoService):
+        async def Unary(
+            self, request: echo_pb2.EchoRequest, call: ServerCall
+        ) -> echo_pb2.EchoResponse:
+            await trio.sleep(0.5)
+            return echo_pb2.EchoResponse(payload=request.payload)
+
+    app = App()
+    app.grpc = GRPCServer([Slow()])
+    async with running_server(app) as server, open_channel("127.0.0.1", server.port) as channel:
+        stub = EchoStub(channel)
+        replies: list[bytes] = []
+
+        async def in_flight() -> None:
+            reply = await stub.Unary(echo_pb2.EchoRequest(payload=b"finish me"))
+            replies.append(reply.payload)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(in_flight)
+                await trio.sleep(0.1)  # the call is at the server now
+                server.shutdown()
+                await trio.sleep(0.1)  # GOAWAY has arrived; the listener is closed
+                with pytest.raises(GRPCError) as info:
+                    await stub.Unary(echo_pb2.EchoRequest(payload=b"too late"))
+                assert info.value.code == StatusCode.UNAVAILABLE
+        assert replies == [b"finish me"]
