@@ -227,9 +227,7 @@ class ClientInterceptor:
     async def before(self, info: CallInfo) -> None:
         await trio.lowlevel.checkpoint()
 
-    def after(
-        self, info: CallInfo, code: StatusCode | None, error: BaseException | None
-    ) -> None:
+    def after(self, info: CallInfo, code: StatusCode | None, error: BaseException | None) -> None:
         return None
 
 
