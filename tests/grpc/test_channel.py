@@ -359,3 +359,23 @@ async def test_graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones()
                     await stub.Unary(echo_pb2.EchoRequest(payload=b"too late"))
                 assert info.value.code == StatusCode.UNAVAILABLE
         assert replies == [b"finish me"]
+
+
+async def test_failed_connection_attempts_back_off(autojump_clock: trio.abc.Clock) -> None:
+    # Nothing listens on the port: each attempt fails at once, and the channel waits
+    # 1 s, then 1.6 s, ... (±20 % jitter) before trying again, as grpcio does.
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    async with open_channel("127.0.0.1", port) as channel:
+        stub = EchoStub(channel)
+        failed_at = []
+        for _ in range(3):
+            with pytest.raises(GRPCError) as info:
+                await stub.Unary(echo_pb2.EchoRequest())
+            assert info.value.code == StatusCode.UNAVAILABLE
+            failed_at.append(trio.current_time())
+        first_wait, second_wait = failed_at[1] - failed_at[0], failed_at[2] - failed_at[1]
+        assert 0.8 <= first_wait <= 1.2, first_wait
+        assert 1.6 * 0.8 <= second_wait <= 1.6 * 1.2, second_wait
