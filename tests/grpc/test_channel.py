@@ -16,6 +16,7 @@ from netkit import App
 from netkit.examples.grpc_echo import EchoService
 from netkit.grpc import (
     CallInfo,
+    ChannelConfig,
     ClientInterceptor,
     GRPCError,
     GRPCServer,
@@ -379,3 +380,18 @@ async def test_failed_connection_attempts_back_off(autojump_clock: trio.abc.Cloc
         first_wait, second_wait = failed_at[1] - failed_at[0], failed_at[2] - failed_at[1]
         assert 0.8 <= first_wait <= 1.2, first_wait
         assert 1.6 * 0.8 <= second_wait <= 1.6 * 1.2, second_wait
+
+
+async def test_client_receive_limit_fails_one_call_only() -> None:
+    config = ChannelConfig(max_receive_message_size=1024)
+    async with (
+        netkit_echo() as (port, _),
+        open_channel("127.0.0.1", port, config=config) as channel,
+    ):
+        stub = EchoStub(channel)
+        with trio.fail_after(10):
+            with pytest.raises(GRPCError) as info:
+                await stub.Unary(echo_pb2.EchoRequest(payload=b"x" * 4096))
+            assert info.value.code == StatusCode.RESOURCE_EXHAUSTED
+            reply = await stub.Unary(echo_pb2.EchoRequest(payload=b"small"))
+            assert reply.payload == b"small"
