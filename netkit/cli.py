@@ -100,7 +100,7 @@ async def _serve_until_signalled(
                 if server.shutting_down:
                     nursery.cancel_scope.cancel()  # second signal: stop now
                     break
-                log.warning("%s: shutting down gracefully", signal.Signals(signum).name)
+                log.info("%s: shutting down gracefully", signal.Signals(signum).name)
                 server.shutdown()
 
 
