@@ -188,6 +188,7 @@ class Channel:
         error: BaseException | None = None
         try:
             with trio.move_on_at(deadline) as scope:
+                call._deadline_scope = scope
                 try:
                     await call._start(info.metadata, timeout)
                     yield call
@@ -263,6 +264,7 @@ class ClientCall(Generic[Req, Resp]):
         #: The final status code, once known.
         self.code: StatusCode | None = None
         self._error: GRPCError | None = None
+        self._deadline_scope: trio.CancelScope | None = None
         #: Whether the last response message received was compressed (its flag bit).
         self.last_response_compressed = False
 
@@ -290,14 +292,29 @@ class ClientCall(Generic[Req, Resp]):
             stream.abandon()
 
     def _deadline_passed(self) -> None:
+        if self.code is not None:
+            return  # the status came first (a tie with the deadline): it stands
         self.code = StatusCode.DEADLINE_EXCEEDED
         raise GRPCError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
 
+    def _settled(self) -> None:
+        """The call has its status: the deadline can no longer change the outcome."""
+        if self._deadline_scope is not None:
+            self._deadline_scope.deadline = math.inf
+
     async def cancel(self) -> None:
-        """Give up the call: RST_STREAM(CANCEL); later operations raise CANCELLED."""
-        if self.code is None and self._stream is not None:
+        """Give up the call: RST_STREAM(CANCEL); later operations raise CANCELLED.
+
+        A call that already has its status is over: cancelling it changes nothing (as
+        in grpcio).
+        """
+        if self.code is not None:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._stream is not None:
             self._stream.abandon()
         self.code = StatusCode.CANCELLED
+        self._settled()
         self._error = GRPCError(StatusCode.CANCELLED, "cancelled by the client")
         await trio.lowlevel.checkpoint()
 
@@ -459,6 +476,7 @@ class ClientCall(Generic[Req, Resp]):
         details = decode_binary(details_raw) if details_raw else None
         self.trailing_metadata = decode_metadata(trailers.raw())
         self.code = code
+        self._settled()
         if code != StatusCode.OK:
             self._raise(GRPCError(code, message, details, self.trailing_metadata))
 
@@ -488,7 +506,9 @@ class ClientCall(Generic[Req, Resp]):
         self._raise(error)
 
     def _raise(self, error: GRPCError) -> Any:
-        self.code = self.code or error.code
+        if self.code is None:
+            self.code = error.code
+        self._settled()
         self._error = error
         raise error
 
