@@ -13,13 +13,9 @@ from typing import Any, TypeVar, overload
 
 from .grpc import GRPCServer
 from .http import Handler, HTTPStream
+from .http._stream import error_body
 
 H = TypeVar("H", bound=Handler)
-
-
-def _problem(status: int, detail: str) -> tuple[list[tuple[str, str]], bytes]:
-    body = json.dumps({"status": status, "detail": detail}).encode()
-    return [("content-type", "application/problem+json")], body
 
 
 class App:
@@ -50,14 +46,14 @@ class App:
             return
         methods = self._routes.get(request.path)
         if methods is None:
-            headers, body = _problem(404, f"no route for {request.path}")
+            headers, body = error_body(404, f"no route for {request.path}")
             await stream.respond(404, headers, body)
             return
         handler = methods.get(request.method)
         if handler is None and request.method == "HEAD":
             handler = methods.get("GET")
         if handler is None:
-            headers, body = _problem(405, f"{request.method} not allowed on {request.path}")
+            headers, body = error_body(405, f"{request.method} not allowed on {request.path}")
             headers.append(("allow", ", ".join(sorted(methods))))
             await stream.respond(405, headers, body)
             return

@@ -24,24 +24,20 @@ import random
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 import trio
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from ..errors import ConnectionClosed, NetkitError, StreamReset
 from ..http import ClientStream, H2ClientConnection, Headers
 from ..wire import (
-    MessageDecoder,
-    MessageTooLarge,
     StatusCode,
-    WireError,
     content_type_is_grpc,
     decode_binary,
     decode_grpc_message,
     decode_metadata,
-    decompress,
     encode_message,
     encode_metadata,
     encode_timeout,
@@ -50,6 +46,7 @@ from ..wire import (
 )
 from ..wire import compress as compress_payload
 from ._errors import GRPCError, Metadata, MetadataValue
+from ._messages import MessageReader
 from ._server_call import SUPPORTED_ENCODINGS
 
 Req = TypeVar("Req", bound=Message)
@@ -251,9 +248,9 @@ class ClientCall(Generic[Req, Resp]):
         self.deadline = deadline
         self._encoding = compression or channel.config.compression
         self._stream: ClientStream | None = None
-        self._decoder = MessageDecoder(channel.config.max_receive_message_size)
-        self._pending: list[Any] = []
-        self._response_encoding = "identity"
+        self._reader = MessageReader(
+            response_type, channel.config.max_receive_message_size, "response"
+        )
         self._ended_sending = False
         self._ended_receiving = False
         self._headers_received = False
@@ -378,47 +375,28 @@ class ClientCall(Generic[Req, Resp]):
         if not self._headers_received:
             await self._receive_headers()
         stream = self._require_stream()
-        while not self._pending:
-            if self._ended_receiving:
-                return None
-            try:
-                chunk = await stream.receive_data()
-            except (StreamReset, ConnectionClosed) as exc:
-                self._fail_from_transport(exc)
-            if not chunk:
-                self._ended_receiving = True
-                if not self._decoder.at_boundary:
-                    self._raise(GRPCError(StatusCode.INTERNAL, "response ended inside a message"))
-                self._take_status(stream.trailers)
-                continue
-            try:
-                self._pending.extend(self._decoder.feed(chunk))
-            except MessageTooLarge as exc:
-                self._abandon(GRPCError(StatusCode.RESOURCE_EXHAUSTED, str(exc)))
-            except WireError as exc:
-                self._abandon(GRPCError(StatusCode.INTERNAL, str(exc)))
-        frame = self._pending.pop(0)
-        payload = frame.payload
-        self.last_response_compressed = frame.compressed
-        if frame.compressed:
-            if self._response_encoding == "identity":
-                self._abandon(GRPCError(StatusCode.INTERNAL, "compressed without grpc-encoding"))
-            try:
-                payload = decompress(
-                    payload,
-                    self._response_encoding,
-                    max_size=self.channel.config.max_receive_message_size,
-                )
-            except MessageTooLarge as exc:
-                self._abandon(GRPCError(StatusCode.RESOURCE_EXHAUSTED, str(exc)))
-            except (WireError, OSError, ValueError) as exc:
-                self._abandon(GRPCError(StatusCode.INTERNAL, f"cannot decompress: {exc}"))
-        message = self.response_type()
+        reader = self._reader
         try:
-            message.ParseFromString(payload)
-        except DecodeError as exc:
-            self._abandon(GRPCError(StatusCode.INTERNAL, f"cannot parse the response: {exc}"))
-        return message
+            while not reader.ready:
+                if self._ended_receiving:
+                    return None
+                try:
+                    chunk = await stream.receive_data()
+                except (StreamReset, ConnectionClosed) as exc:
+                    self._fail_from_transport(exc)
+                if not chunk:
+                    self._ended_receiving = True
+                    reader.end()
+                    self._take_status(stream.trailers)
+                    continue
+                reader.feed(chunk)
+            message = reader.take()
+        except GRPCError as exc:
+            if exc is self._error:
+                raise  # the status the server sent, or the transport's failure
+            self._abandon(exc)  # our verdict on the server's bytes: reset the stream
+        self.last_response_compressed = reader.last_compressed
+        return cast(Resp, message)
 
     def __aiter__(self) -> ClientCall[Req, Resp]:
         return self
@@ -459,7 +437,7 @@ class ClientCall(Generic[Req, Resp]):
             self._abandon(
                 GRPCError(StatusCode.UNKNOWN, f"content-type {headers.get('content-type')!r}")
             )
-        self._response_encoding = headers.get("grpc-encoding") or "identity"
+        self._reader.encoding = headers.get("grpc-encoding") or "identity"
 
     def _take_status(self, trailers: Headers | None) -> None:
         """The call ended: read grpc-status from the trailers; raise unless OK."""

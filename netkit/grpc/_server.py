@@ -23,7 +23,6 @@ from typing import Any
 
 import attrs
 import trio
-from google.protobuf.empty_pb2 import Empty
 
 from ..errors import ConnectionClosed, StreamReset
 from ..http import HTTPStream
@@ -36,8 +35,8 @@ from ..wire import (
     decode_timeout,
 )
 from ._errors import GRPCError
-from ._server_call import ServerCall, check_encoding
-from ._service import Cardinality, RPCMethod, Service, method_table
+from ._server_call import ServerCall, check_encoding, refuse
+from ._service import RPCMethod, Service, method_table
 
 log = logging.getLogger("netkit.grpc")
 
@@ -122,13 +121,14 @@ class GRPCServer:
             return
         stream.set_body_limit(None)  # bounded per message instead
         method = self._methods.get(request.path)
-        call: ServerCall | None = None
         try:
             call = self._make_call(stream, method)
+        except GRPCError as exc:
+            await refuse(stream, exc)
+            return
+        try:
             await self._run(call)
         except GRPCError as exc:
-            if call is None:  # refused before the call object existed
-                call = self._bare_call(stream, method)
             call.set_trailing_metadata([*call._trailing, *exc.trailers])
             await call._send_status(exc.code, exc.message, exc.details)
 
@@ -156,22 +156,6 @@ class GRPCServer:
             deadline=deadline,
             request_encoding=encoding,
             accept_encoding=headers.get("grpc-accept-encoding"),
-            max_receive_message_size=self.config.max_receive_message_size,
-            max_send_message_size=self.config.max_send_message_size,
-        )
-
-    def _bare_call(self, stream: HTTPStream, method: RPCMethod | None) -> ServerCall:
-        """A call object only for answering a call refused before it started."""
-        placeholder = method or RPCMethod(
-            stream.request.path, Cardinality.UNARY_UNARY, _refused, Empty, Empty
-        )
-        return ServerCall(
-            stream,
-            placeholder,
-            metadata=[],
-            deadline=math.inf,
-            request_encoding="identity",
-            accept_encoding=None,
             max_receive_message_size=self.config.max_receive_message_size,
             max_send_message_size=self.config.max_send_message_size,
         )
@@ -211,7 +195,3 @@ async def _invoke(call: ServerCall) -> None:
         if result is None:
             raise GRPCError(StatusCode.INTERNAL, f"{method.path} returned no response")
         await call.send(result)
-
-
-async def _refused(request: Any, call: ServerCall) -> None:  # pragma: no cover - never run
-    raise GRPCError(StatusCode.UNIMPLEMENTED)

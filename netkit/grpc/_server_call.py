@@ -13,16 +13,11 @@ from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import trio
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from ..http import HTTPStream
 from ..wire import (
-    MessageDecoder,
-    MessageTooLarge,
     StatusCode,
-    UnsupportedEncoding,
-    WireError,
-    decompress,
     encode_binary,
     encode_grpc_message,
     encode_message,
@@ -30,6 +25,7 @@ from ..wire import (
 )
 from ..wire import compress as compress_payload
 from ._errors import GRPCError, Metadata, MetadataValue
+from ._messages import MessageReader
 from ._service import RPCMethod
 
 #: Encodings this side can decode, advertised in ``grpc-accept-encoding``.
@@ -62,15 +58,13 @@ class ServerCall:
         self.deadline = deadline
         #: The client's ``:authority``, as a peer hint for logs and auth.
         self.authority = stream.request.authority
-        self._request_encoding = request_encoding
         self._response_encoding = "identity"
         self._client_accepts = {
             token.strip() for token in (accept_encoding or "").split(",") if token.strip()
         }
-        self._max_receive = max_receive_message_size
         self._max_send = max_send_message_size
-        self._decoder = MessageDecoder(max_receive_message_size)
-        self._pending: list[Any] = []
+        self._reader = MessageReader(method.request_type, max_receive_message_size, "request")
+        self._reader.encoding = request_encoding
         self._request_ended = False
         self._trailing: list[tuple[str, MetadataValue]] = []
         self._initial: list[tuple[str, MetadataValue]] = []
@@ -118,38 +112,18 @@ class ServerCall:
     # -- requests ---------------------------------------------------------------------
     async def _next_request(self) -> Message | None:
         """The next request message, or None once the client half-closed."""
-        while not self._pending:
+        reader = self._reader
+        while not reader.ready:
             if self._request_ended:
                 return None
             chunk = await self._stream.receive()
             if not chunk:
                 self._request_ended = True
-                if not self._decoder.at_boundary:
-                    raise GRPCError(StatusCode.INTERNAL, "request ended inside a message")
+                reader.end()
                 continue
-            try:
-                self._pending.extend(self._decoder.feed(chunk))
-            except MessageTooLarge as exc:
-                raise GRPCError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
-            except WireError as exc:
-                raise GRPCError(StatusCode.INTERNAL, str(exc)) from exc
-        frame = self._pending.pop(0)
-        payload = frame.payload
-        self.last_request_compressed = frame.compressed
-        if frame.compressed:
-            if self._request_encoding == "identity":
-                raise GRPCError(StatusCode.INTERNAL, "compressed message without a grpc-encoding")
-            try:
-                payload = decompress(payload, self._request_encoding, max_size=self._max_receive)
-            except MessageTooLarge as exc:
-                raise GRPCError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
-            except (WireError, OSError, ValueError) as exc:
-                raise GRPCError(StatusCode.INTERNAL, f"cannot decompress: {exc}") from exc
-        message = self.rpc.request_type()
-        try:
-            message.ParseFromString(payload)
-        except DecodeError as exc:
-            raise GRPCError(StatusCode.INTERNAL, f"cannot parse the request: {exc}") from exc
+            reader.feed(chunk)
+        message = reader.take()
+        self.last_request_compressed = reader.last_compressed
         return message
 
     async def _single_request(self) -> Message:
@@ -218,18 +192,32 @@ class ServerCall:
         if self.status_sent or self._stream.finished:
             return
         self.status_sent = True
-        trailers: list[tuple[str | bytes, str | bytes]] = [("grpc-status", str(int(code)))]
-        if message:
-            trailers.append(("grpc-message", encode_grpc_message(message)))
-        if details:
-            trailers.append(("grpc-status-details-bin", encode_binary(details)))
-        trailers.extend(encode_metadata(self._trailing))
+        trailers = status_headers(code, message, details, self._trailing)
         if self.headers_sent:
             await self._stream.send_trailers(trailers)
             return
         head: list[tuple[str | bytes, str | bytes]] = [("content-type", "application/grpc")]
         head.extend(encode_metadata(self._initial))
         await self._stream.send_headers(200, [*head, *trailers], end_stream=True)
+
+
+def status_headers(
+    code: StatusCode, message: str, details: bytes | None, metadata: Metadata
+) -> list[tuple[str | bytes, str | bytes]]:
+    """The header fields that carry a call's status (trailers, or Trailers-Only)."""
+    fields: list[tuple[str | bytes, str | bytes]] = [("grpc-status", str(int(code)))]
+    if message:
+        fields.append(("grpc-message", encode_grpc_message(message)))
+    if details:
+        fields.append(("grpc-status-details-bin", encode_binary(details)))
+    fields.extend(encode_metadata(metadata))
+    return fields
+
+
+async def refuse(stream: HTTPStream, error: GRPCError) -> None:
+    """Answer a call refused before it started (unknown method, bad headers): Trailers-Only."""
+    fields = status_headers(error.code, error.message, error.details, error.trailers)
+    await stream.send_headers(200, [("content-type", "application/grpc"), *fields], end_stream=True)
 
 
 def check_encoding(name: str) -> None:
@@ -240,10 +228,6 @@ def check_encoding(name: str) -> None:
             f"grpc-encoding {name!r} is not supported",
             trailers=[("grpc-accept-encoding", _ACCEPT)],
         )
-    try:
-        compress_payload(b"", name)
-    except UnsupportedEncoding as exc:  # pragma: no cover - table and codec disagree
-        raise GRPCError(StatusCode.UNIMPLEMENTED, str(exc)) from exc
 
 
 class _Requests:

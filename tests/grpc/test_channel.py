@@ -18,6 +18,7 @@ from netkit.grpc import (
     CallInfo,
     ChannelConfig,
     ClientInterceptor,
+    GRPCConfig,
     GRPCError,
     GRPCServer,
     ServerCall,
@@ -395,3 +396,25 @@ async def test_client_receive_limit_fails_one_call_only() -> None:
             assert info.value.code == StatusCode.RESOURCE_EXHAUSTED
             reply = await stub.Unary(echo_pb2.EchoRequest(payload=b"small"))
             assert reply.payload == b"small"
+
+
+async def test_send_limits_on_both_sides() -> None:
+    app = App()
+    app.grpc = GRPCServer([Watched()], config=GRPCConfig(max_send_message_size=1024))
+    config = ChannelConfig(max_send_message_size=2048)
+    async with (
+        running_server(app) as server,
+        open_channel("127.0.0.1", server.port, config=config) as channel,
+    ):
+        stub = EchoStub(channel)
+        with trio.fail_after(10):
+            # Over the client's own limit: refused before anything is sent.
+            with pytest.raises(GRPCError) as info:
+                await stub.Unary(echo_pb2.EchoRequest(payload=b"c" * 4096))
+            assert info.value.code == StatusCode.RESOURCE_EXHAUSTED
+            # Within the client's limit, but the echo is over the server's.
+            with pytest.raises(GRPCError) as info:
+                await stub.Unary(echo_pb2.EchoRequest(payload=b"s" * 1500))
+            assert info.value.code == StatusCode.RESOURCE_EXHAUSTED
+            reply = await stub.Unary(echo_pb2.EchoRequest(payload=b"fits"))
+            assert reply.payload == b"fits"
