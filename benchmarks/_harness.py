@@ -11,9 +11,12 @@ SIGKILL, each bounded by a timeout.  Nothing here ever talks to anything but loo
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
+import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -575,3 +578,73 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
     rule = "  ".join("-" * width for width in widths)
     return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+# --- shared by the benchmark scripts: load-generator runs, h2load output, reports -------
+
+#: Seconds a load generator may overrun its duration before it is killed.
+TOOL_GRACE = 60.0
+
+
+def run_tool(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise HarnessError(f"{argv[0]} did not finish within {timeout:.0f} s") from exc
+
+
+@functools.cache
+def h2load_has_warmup() -> bool:
+    done = run_tool(["h2load", "--help"], 10)
+    return "--warm-up-time" in done.stdout
+
+
+def percentile(sorted_values: list[int], pct: float) -> int:
+    """Nearest-rank percentile of an ascending list (non-empty)."""
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def parse_h2load(stdout: str) -> dict[str, float]:
+    patterns = {
+        "rps": r"finished in [\d.]+\w*, ([\d.]+) req/s",
+        "total": r"requests: (\d+) total",
+        "started": r"(\d+) started",
+        "done": r"(\d+) done",
+        "succeeded": r"(\d+) succeeded",
+        "failed": r"(\d+) failed",
+        "errored": r"(\d+) errored",
+        "timeout": r"(\d+) timeout",
+    }
+    out: dict[str, float] = {}
+    for key, pattern in patterns.items():
+        match = re.search(pattern, stdout)
+        if match is None:
+            raise HarnessError(f"could not find {key!r} in h2load output")
+        out[key] = float(match.group(1))
+    return out
+
+
+def last_error(server: RunningServer) -> str:
+    """The last meaningful line of a server's log (tracebacks end with the exception)."""
+    for line in reversed(server.log_tail(40).splitlines()):
+        text = line.strip().lstrip("|+- ").strip()
+        if text:
+            return text[:160]
+    return "(no output)"
+
+
+def write_report(path: Path, report: dict[str, object]) -> None:
+    """Write the raw results as JSON (the file named by ``--json``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nraw results written to {path}")
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Exit with ``main()``'s status; Ctrl-C unwinds (stopping the servers) and exits 130."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # servers were stopped while the stack unwound
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

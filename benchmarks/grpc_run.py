@@ -43,8 +43,6 @@ from pathlib import Path
 import _harness as h
 
 # run.py's h2load plumbing (one copy of the summary parser and the percentile rule).
-from run import TOOL_GRACE, _h2load_has_warmup, _parse_h2load, _run_tool, percentile
-
 from netkit.protos.echo.v1 import echo_pb2
 
 SERVICE = "netkit.echo.v1.Echo"
@@ -237,14 +235,14 @@ def ensure_purerpc_venv() -> dict[str, str]:
             [str(PURERPC_PYTHON), "-m", "pip", "install", "--quiet", *pins],
         ]
         for argv in steps:
-            done = _run_tool(argv, VENV_TIMEOUT)
+            done = h.run_tool(argv, VENV_TIMEOUT)
             if done.returncode != 0:
                 detail = (done.stderr or done.stdout).strip()[-300:]
                 raise h.HarnessError(f"{' '.join(argv[:4])} failed: {detail}")
         problem = _purerpc_venv_problem()
         if problem is not None:
             raise h.HarnessError(f"purerpc venv still unusable: {problem}")
-    done = _run_tool([str(PURERPC_PYTHON), "-m", "pip", "list", "--format=json"], 60)
+    done = h.run_tool([str(PURERPC_PYTHON), "-m", "pip", "list", "--format=json"], 60)
     wanted = {"purerpc", "protobuf", "trio", "anyio", "h2"}
     return {p["name"]: p["version"] for p in json.loads(done.stdout) if p["name"] in wanted}
 
@@ -341,19 +339,19 @@ def run_h2load(
     with tempfile.TemporaryDirectory(prefix="netkit-grpc-h2load-") as tmp:
         body, log = Path(tmp) / "body.bin", Path(tmp) / "requests.tsv"
         body.write_bytes(request_body(workload))
-        use_warmup_flag = workload == UNARY and _h2load_has_warmup()
+        use_warmup_flag = workload == UNARY and h.h2load_has_warmup()
         if warmup > 0 and not use_warmup_flag:
             argv = _h2load_argv(port, workload, body, warmup, None)
-            _run_tool(h.pinned(argv, cpu), warmup + TOOL_GRACE)
+            h.run_tool(h.pinned(argv, cpu), warmup + h.TOOL_GRACE)
         argv = _h2load_argv(port, workload, body, duration, log)
         if warmup > 0 and use_warmup_flag:
             argv.insert(-1, f"--warm-up-time={warmup}s")
-        wait = duration + (warmup if use_warmup_flag else 0) + TOOL_GRACE
-        done = _run_tool(h.pinned(argv, cpu), wait)
+        wait = duration + (warmup if use_warmup_flag else 0) + h.TOOL_GRACE
+        done = h.run_tool(h.pinned(argv, cpu), wait)
         if done.returncode != 0 or "finished in" not in done.stdout:
             detail = (done.stderr or done.stdout).strip()[-300:]
             raise h.HarnessError(f"h2load failed (exit {done.returncode}): {detail}")
-        stats = _parse_h2load(done.stdout)
+        stats = h.parse_h2load(done.stdout)
         traffic = _TRAFFIC.search(done.stdout)
         finished = _FINISHED.search(done.stdout)
         if traffic is None or finished is None:
@@ -380,9 +378,9 @@ def run_h2load(
         m.messages_per_s = data / m.duration_s / STREAM_MESSAGE_BYTES
         errors["data_bytes"] = data
     if latencies:
-        m.p50_ms = percentile(latencies, 50) / 1000
-        m.p90_ms = percentile(latencies, 90) / 1000
-        m.p99_ms = percentile(latencies, 99) / 1000
+        m.p50_ms = h.percentile(latencies, 50) / 1000
+        m.p90_ms = h.percentile(latencies, 90) / 1000
+        m.p99_ms = h.percentile(latencies, 99) / 1000
         m.max_ms = latencies[-1] / 1000
     m.failed = max(errors["failed"] + errors["timeout"], bad)  # the two overlap
     m.errors = errors
@@ -400,14 +398,6 @@ def _median_run(runs: list[Measurement]) -> Measurement:
         for m in runs
     ]
     return chosen
-
-
-def _last_error(server: h.RunningServer) -> str:
-    for line in reversed(server.log_tail(40).splitlines()):
-        text = line.strip().lstrip("|+- ").strip()
-        if text:
-            return text[:160]
-    return "(no output)"
 
 
 def measure_workload(
@@ -459,7 +449,7 @@ def measure_workload(
                 print(f"   {workload}: run {i + 1}: {exc}", flush=True)
             time.sleep(args.pause)
             if not server.alive():
-                notes.append(f"server died after run {i + 1}: {_last_error(server)}")
+                notes.append(f"server died after run {i + 1}: {h.last_error(server)}")
                 print(f"   {workload}: {notes[-1]}", flush=True)
         if server is not None and server.alive():
             problem = verify(server.port, workload, cpu)
@@ -667,9 +657,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": [asdict(m) for m in results],
             "ratios": ratio_rows,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nraw results written to {args.json}")
+        h.write_report(args.json, report)
     return 0
 
 
@@ -682,8 +670,4 @@ def _installed(name: str) -> bool:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # servers were stopped while the stack unwound
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    h.run_main(main)

@@ -543,15 +543,9 @@ def main(argv: list[str] | None = None) -> int:
             "results": [asdict(r) for r in results],
             "ratios": ratio_rows,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nraw results written to {args.json}")
+        h.write_report(args.json, report)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # servers were stopped while the stack unwound
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    h.run_main(main)

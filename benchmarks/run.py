@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
-import math
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +32,6 @@ WRK_THREADS = 1
 H2LOAD_CLIENTS = 8
 H2LOAD_STREAMS = 16
 H2LOAD_THREADS = 1
-TOOL_GRACE = 60.0  # seconds a load generator may overrun its duration before it is killed
 REQUEST_TIMEOUT = 10  # seconds; wrk counts slower responses as timeouts
 
 BASELINES = {  # what netkit is compared with, per protocol
@@ -68,13 +64,6 @@ class Measurement:
 # --- load generators -------------------------------------------------------------------
 
 
-def _run_tool(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise h.HarnessError(f"{argv[0]} did not finish within {timeout:.0f} s") from exc
-
-
 def _url(port: int) -> str:
     return f"http://{h.HOST}:{port}{h.PATH}"
 
@@ -83,10 +72,10 @@ def run_wrk(port: int, duration: int, warmup: int, cpu: int | None) -> Measureme
     url = _url(port)
     base = ["wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"--timeout={REQUEST_TIMEOUT}s"]
     if warmup > 0:  # wrk has no warm-up phase: a short discarded run instead
-        _run_tool(h.pinned([*base, f"-d{warmup}s", url], cpu), warmup + TOOL_GRACE)
+        h.run_tool(h.pinned([*base, f"-d{warmup}s", url], cpu), warmup + h.TOOL_GRACE)
     script = str(h.BENCH_DIR / "wrk_report.lua")
     argv = [*base, f"-d{duration}s", "--latency", "-s", script, url]
-    done = _run_tool(h.pinned(argv, cpu), duration + TOOL_GRACE)
+    done = h.run_tool(h.pinned(argv, cpu), duration + h.TOOL_GRACE)
     match = re.search(r"^NETKIT-WRK-RESULT (\{.*\})$", done.stdout, re.MULTILINE)
     if done.returncode != 0 or match is None:
         detail = (done.stderr or done.stdout).strip()[-300:]
@@ -117,51 +106,19 @@ def run_wrk(port: int, duration: int, warmup: int, cpu: int | None) -> Measureme
     )
 
 
-@functools.cache
-def _h2load_has_warmup() -> bool:
-    done = _run_tool(["h2load", "--help"], 10)
-    return "--warm-up-time" in done.stdout
-
-
-def percentile(sorted_values: list[int], pct: float) -> int:
-    """Nearest-rank percentile of an ascending list (non-empty)."""
-    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def _parse_h2load(stdout: str) -> dict[str, float]:
-    patterns = {
-        "rps": r"finished in [\d.]+\w*, ([\d.]+) req/s",
-        "total": r"requests: (\d+) total",
-        "started": r"(\d+) started",
-        "done": r"(\d+) done",
-        "succeeded": r"(\d+) succeeded",
-        "failed": r"(\d+) failed",
-        "errored": r"(\d+) errored",
-        "timeout": r"(\d+) timeout",
-    }
-    out: dict[str, float] = {}
-    for key, pattern in patterns.items():
-        match = re.search(pattern, stdout)
-        if match is None:
-            raise h.HarnessError(f"could not find {key!r} in h2load output")
-        out[key] = float(match.group(1))
-    return out
-
-
 def run_h2load(port: int, duration: int, warmup: int, cpu: int | None) -> Measurement:
     with tempfile.TemporaryDirectory(prefix="netkit-h2load-") as tmp:
         log_file = Path(tmp) / "requests.tsv"
         argv = ["h2load", f"-t{H2LOAD_THREADS}", f"-c{H2LOAD_CLIENTS}", f"-m{H2LOAD_STREAMS}"]
         argv += [f"-D{duration}s", f"--log-file={log_file}"]
-        if warmup > 0 and _h2load_has_warmup():
+        if warmup > 0 and h.h2load_has_warmup():
             argv.append(f"--warm-up-time={warmup}s")
         argv.append(_url(port))
-        done = _run_tool(h.pinned(argv, cpu), duration + warmup + TOOL_GRACE)
+        done = h.run_tool(h.pinned(argv, cpu), duration + warmup + h.TOOL_GRACE)
         if done.returncode != 0 or "finished in" not in done.stdout:
             detail = (done.stderr or done.stdout).strip()[-300:]
             raise h.HarnessError(f"h2load failed (exit {done.returncode}): {detail}")
-        stats = _parse_h2load(done.stdout)
+        stats = h.parse_h2load(done.stdout)
         if not stats["done"]:
             raise h.HarnessError("h2load completed no requests (server not answering?)")
         # --log-file rows: start time (us since epoch), status, microseconds to end of response.
@@ -183,9 +140,9 @@ def run_h2load(port: int, duration: int, warmup: int, cpu: int | None) -> Measur
     pct: dict[str, float | None] = {"p50": None, "p90": None, "p99": None, "max": None}
     if latencies:
         pct = {
-            "p50": percentile(latencies, 50) / 1000,
-            "p90": percentile(latencies, 90) / 1000,
-            "p99": percentile(latencies, 99) / 1000,
+            "p50": h.percentile(latencies, 50) / 1000,
+            "p90": h.percentile(latencies, 90) / 1000,
+            "p99": h.percentile(latencies, 99) / 1000,
             "max": latencies[-1] / 1000,
         }
     total = int(stats["total"])
@@ -233,15 +190,6 @@ def _median_run(runs: list[Measurement]) -> Measurement:
         for m in runs
     ]
     return chosen
-
-
-def _last_error(server: h.RunningServer) -> str:
-    """The last meaningful line of a server's log (tracebacks end with the exception)."""
-    for line in reversed(server.log_tail(40).splitlines()):
-        text = line.strip().lstrip("|+- ").strip()
-        if text:
-            return text[:160]
-    return "(no output)"
 
 
 def _healthy(server: h.RunningServer, protocol: str) -> bool:
@@ -292,7 +240,7 @@ def measure_protocol(
                 print(f"   {protocol}: run {i + 1}: {exc}", flush=True)
             time.sleep(args.pause)
             if not _healthy(server, protocol):
-                notes.append(f"server died after run {i + 1}: {_last_error(server)}")
+                notes.append(f"server died after run {i + 1}: {h.last_error(server)}")
                 print(f"   {protocol}: {notes[-1]}", flush=True)
     if not runs:
         return Measurement(spec.name, protocol, "error: " + "; ".join(notes), notes=notes)
@@ -438,15 +386,9 @@ def main(argv: list[str] | None = None) -> int:
             "results": [asdict(m) for m in results],
             "ratios": ratio_rows,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nraw results written to {args.json}")
+        h.write_report(args.json, report)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # servers were stopped while the stack unwound
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    h.run_main(main)
