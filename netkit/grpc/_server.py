@@ -194,4 +194,4 @@ async def _invoke(call: ServerCall) -> None:
     if not kind.server_streaming:
         if result is None:
             raise GRPCError(StatusCode.INTERNAL, f"{method.path} returned no response")
-        await call.send(result)
+        call._set_reply(result)

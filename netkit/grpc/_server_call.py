@@ -70,6 +70,8 @@ class ServerCall:
         self._initial: list[tuple[str, MetadataValue]] = []
         self.headers_sent = False
         self.status_sent = False
+        #: A unary call's framed response, waiting for the status (``_set_reply``).
+        self._reply: bytes | None = None
         #: Whether the last request message received was compressed (its flag bit).
         self.last_request_compressed = False
         #: Set by an interceptor or handler for logs and metrics; informational only.
@@ -138,7 +140,7 @@ class ServerCall:
         return _Requests(self)
 
     # -- responses --------------------------------------------------------------------
-    async def _send_headers(self) -> None:
+    def _response_headers(self) -> list[tuple[str | bytes, str | bytes]]:
         headers: list[tuple[str | bytes, str | bytes]] = [
             ("content-type", "application/grpc"),
             ("grpc-accept-encoding", _ACCEPT),
@@ -146,8 +148,11 @@ class ServerCall:
         if self._response_encoding != "identity":
             headers.append(("grpc-encoding", self._response_encoding))
         headers.extend(encode_metadata(self._initial))
+        return headers
+
+    async def _send_headers(self) -> None:
         self.headers_sent = True
-        await self._stream.send_headers(200, headers)
+        await self._stream.send_headers(200, self._response_headers())
 
     def set_compression(self, encoding: str) -> bool:
         """Compress responses with ``encoding`` if the client accepts it; True if so.
@@ -172,6 +177,13 @@ class ServerCall:
         """
         if self.status_sent:
             raise GRPCError(StatusCode.INTERNAL, "call already ended")
+        framed = self._frame(message, compress)
+        if not self.headers_sent:
+            await self._send_headers()
+        await self._stream.send_data(framed)
+
+    def _frame(self, message: Message, compress: bool | None = None) -> bytes:
+        """``message`` serialized, checked against the send limit, maybe compressed, framed."""
         payload = message.SerializeToString()
         if len(payload) > self._max_send:
             raise GRPCError(
@@ -181,9 +193,17 @@ class ServerCall:
         compressed = self._response_encoding != "identity" and compress is not False
         if compressed:
             payload = compress_payload(payload, self._response_encoding)
-        if not self.headers_sent:
-            await self._send_headers()
-        await self._stream.send_data(encode_message(payload, compressed=compressed))
+        return encode_message(payload, compressed=compressed)
+
+    def _set_reply(self, message: Message) -> None:
+        """The response of a unary-response call: it leaves with the OK status.
+
+        Head, message and trailers then go out in one step (``respond_with_trailers``),
+        and a call that ends in an error after all sends Trailers-Only, without it.
+        """
+        if self.status_sent:
+            raise GRPCError(StatusCode.INTERNAL, "call already ended")
+        self._reply = self._frame(message)
 
     async def _send_status(
         self, code: StatusCode, message: str = "", details: bytes | None = None
@@ -193,6 +213,15 @@ class ServerCall:
             return
         self.status_sent = True
         trailers = status_headers(code, message, details, self._trailing)
+        reply, self._reply = self._reply, None
+        if reply is not None and code == StatusCode.OK:
+            if not self.headers_sent:
+                self.headers_sent = True
+                await self._stream.respond_with_trailers(
+                    200, self._response_headers(), reply, trailers
+                )
+                return
+            await self._stream.send_data(reply)
         if self.headers_sent:
             await self._stream.send_trailers(trailers)
             return

@@ -65,6 +65,7 @@ from ..errors import ConnectionClosed, LocalProtocolError, StreamReset
 from ._budget import TokenBucket
 from ._config import ServerConfig
 from ._h2_common import H2Protocol, prepare_outbound
+from ._h2_headers import MalformedHeaders, check_trailers, split_request
 from ._h2_settings import CompactSettings
 from ._headers import Headers, HeadersLike, normalize
 from ._stream import Handler, HTTPStream, Request, run_handler
@@ -76,6 +77,10 @@ _OUT_HIGH_WATER = 256 * 1024
 _COALESCE = 64 * 1024
 #: A stream hands its buffered body to h2 itself (waiting for windows) past this much.
 _STREAM_BUFFER = 64 * 1024
+#: A stream sending small pieces yields to the scheduler once per this many bytes...
+_YIELD_EVERY = 16 * 1024
+#: ...counting every send_data call as this many bytes more.
+_YIELD_COST = 256
 _DEFAULT_WINDOW = 65535
 
 T = TypeVar("T")
@@ -85,7 +90,10 @@ T = TypeVar("T")
 _H2_CONFIG = h2.config.H2Configuration(
     client_side=False,
     header_encoding=None,
-    validate_inbound_headers=True,
+    # Requests are checked by the driver (_h2_headers.split_request), in one pass, and a
+    # malformed one resets its own stream instead of ending the connection.
+    validate_inbound_headers=False,
+    normalize_inbound_headers=False,
     # Normalized and validated before h2 sees them (prepare_outbound): see _h2_common.
     normalize_outbound_headers=False,
     validate_outbound_headers=False,
@@ -165,6 +173,8 @@ class H2Stream(HTTPStream):
         self._scope: trio.CancelScope | None = None
         #: Body bytes not yet handed to h2 (see ``send_data``).
         self._pending = bytearray()
+        #: Bytes (plus a charge per call) sent since this stream's task last yielded.
+        self._unyielded = 0
         #: A HEAD response ends on its headers; body bytes the handler sends are dropped.
         self._head = request.method == "HEAD"
         #: Request trailers, once received (gRPC clients rarely send them; HTTP allows it).
@@ -268,6 +278,15 @@ class H2Stream(HTTPStream):
             return
         if self._pending:
             self._conn.has_pending(self)
+        # A small write only fills this stream's buffer, and a scheduling round costs
+        # more than a 1 KiB gRPC message: yield once per _YIELD_EVERY bytes (each call
+        # counted as _YIELD_COST more, so empty writes yield too), and in between only
+        # check for cancellation, which is therefore still seen at once.
+        self._unyielded += len(data) + _YIELD_COST
+        if self._unyielded < _YIELD_EVERY:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        self._unyielded = 0
         await self._conn.queue_and_wait()
 
     def _flush(self) -> None:
@@ -361,6 +380,26 @@ class H2Stream(HTTPStream):
             return
         await self._conn.queue_and_wait()
         await self.send_data(body, end_stream=True)
+
+    async def respond_with_trailers(
+        self, status: int, headers: HeadersLike, body: bytes, trailers: HeadersLike
+    ) -> None:
+        # Trailers are checked before anything is sent: a bad one is still a clean 500.
+        tail = prepare_outbound(normalize(trailers), client=False, is_trailer=True, what="trailers")
+        self._start_response(status, headers, False)
+        h2c = self._conn.h2
+        if not self.finished:  # (a HEAD response ended on its headers)
+            if body:
+                window = self._call(h2c.local_flow_control_window, self.stream_id)
+                if len(body) > min(window, h2c.max_outbound_frame_size):
+                    await self._conn.queue_and_wait()
+                    await self.send_data(body)
+                    await self.send_trailers(trailers)
+                    return
+                self._call(h2c.send_data, self.stream_id, body)
+            self._call(h2c.send_headers, self.stream_id, tail, end_stream=True)
+            self.finished = True
+        await self._conn.queue_and_wait(final=True)
 
     async def abort(self) -> None:
         self.finished = True
@@ -618,7 +657,8 @@ class H2Connection:
         }
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
-                self._start_stream(event)
+                if not self._start_stream(event):
+                    self._charge(self._resets, now, "malformed-request flood")
             elif isinstance(event, h2.events.DataReceived):
                 self._on_data(event, now)
             elif isinstance(event, h2.events.StreamEnded):
@@ -636,7 +676,12 @@ class H2Connection:
             elif isinstance(event, h2.events.TrailersReceived):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
-                    stream.trailers = Headers(event.headers)
+                    try:
+                        stream.trailers = Headers(check_trailers(event.headers))
+                    except MalformedHeaders:
+                        self._charge(self._resets, now, "malformed-request flood")
+                        self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                        stream._on_reset(ErrorCodes.PROTOCOL_ERROR)
             elif isinstance(event, h2.events.RemoteSettingsChanged):
                 self._charge(self._control, now, "SETTINGS flood")
                 self._on_window(0)
@@ -692,18 +737,18 @@ class H2Connection:
         elif (stream := self.streams.get(stream_id)) is not None:
             stream._wake_writer()
 
-    def _start_stream(self, event: h2.events.RequestReceived) -> None:
-        pseudo: dict[bytes, bytes] = {}
-        regular = []
-        for name, value in event.headers:
-            if name.startswith(b":"):
-                pseudo[name] = value
-            else:
-                regular.append((name, value))
+    def _start_stream(self, event: h2.events.RequestReceived) -> bool:
+        """Start the stream's task; False (and the stream reset) if the head is malformed."""
+        try:
+            pseudo, regular = split_request(event.headers)
+        except MalformedHeaders:
+            self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.h2.busy -= 1  # counted when h2 accepted the HEADERS frame
+            return False
         headers = Headers(regular)
         authority = pseudo.get(b":authority")
         request = Request(
-            method=pseudo.get(b":method", b"").decode("ascii"),
+            method=pseudo[b":method"].decode("ascii"),
             target=pseudo.get(b":path", b"").decode("latin-1"),
             authority=authority.decode("latin-1") if authority else headers.get("host") or "",
             scheme=pseudo.get(b":scheme", self.scheme.encode()).decode("ascii"),
@@ -711,6 +756,7 @@ class H2Connection:
             http_version="2",
         )
         self._launch(H2Stream(self, event.stream_id, request))
+        return True
 
     def _launch(self, stream: H2Stream) -> None:
         self.streams[stream.stream_id] = stream

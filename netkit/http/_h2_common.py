@@ -9,7 +9,8 @@
   them. A bad header in the middle leaves the headers before it in the encoder's dynamic
   table although no frame is sent, so the peer's decoder is out of step from then on and
   the next header block kills the connection. Checking first, on a copy, keeps one bad
-  header a problem of one stream. The drivers then tell h2 not to validate again.
+  header a problem of one stream. The drivers then tell h2 not to validate again; the
+  rules themselves live in ``_h2_headers`` (one pass instead of h2's generator chain).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.exceptions
-import h2.utilities
 from h2.connection import ConnectionState
 from h2.frame_buffer import FrameBuffer
 from hyperframe.frame import Frame, GoAwayFrame
 
 from ..errors import LocalProtocolError
+from . import _h2_headers
 from ._headers import HeaderPair
 
 
@@ -71,24 +72,14 @@ class H2Protocol(h2.connection.H2Connection):
 
 def prepare_outbound(
     headers: list[HeaderPair], *, client: bool, is_trailer: bool, what: str
-) -> list[Any]:
-    """h2's own normalization and validation of outbound headers, done before h2 sees them.
+) -> list[HeaderPair]:
+    """Outbound headers normalized and validated before h2 sees them (``_h2_headers``).
 
-    Returns the headers to hand to h2, whose connections are configured to neither
-    normalize nor validate again (see the module docstring for why the check must come
-    first). Normalization also marks sensitive values (authorization, short cookies) as
-    never-indexed for HPACK. Raises LocalProtocolError naming ``what`` was invalid.
+    The drivers' h2 connections are configured to neither normalize nor validate again
+    (see the module docstring for why the check must come first). Raises
+    LocalProtocolError naming ``what`` was invalid.
     """
-    flags = h2.utilities.HeaderValidationFlags(
-        is_client=client,
-        is_trailer=is_trailer,
-        is_response_header=not client and not is_trailer,
-        is_push_promise=False,
-    )
     try:
-        normalized = list(h2.utilities.normalize_outbound_headers(headers, flags, False))
-        for _ in h2.utilities.validate_outbound_headers(normalized, flags):
-            pass
-    except h2.exceptions.ProtocolError as exc:
+        return _h2_headers.prepare_outbound(headers, client=client, is_trailer=is_trailer)
+    except _h2_headers.MalformedHeaders as exc:
         raise LocalProtocolError(f"invalid {what}: {exc}") from exc
-    return normalized

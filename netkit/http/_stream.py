@@ -136,6 +136,19 @@ class HTTPStream(abc.ABC):
     async def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
         """Send a complete response in one step (adds content-length)."""
 
+    async def respond_with_trailers(
+        self, status: int, headers: HeadersLike, body: bytes, trailers: HeadersLike
+    ) -> None:
+        """A complete response ending in trailers (a unary gRPC reply), in one step.
+
+        The HTTP/2 driver hands head, body and trailers to h2 together and leaves in one
+        write with no scheduling round in between; this default just sends the parts.
+        """
+        await self.send_headers(status, headers)
+        if body:
+            await self.send_data(body)
+        await self.send_trailers(trailers)
+
     @abc.abstractmethod
     async def abort(self) -> None:
         """Abandon the response: RST_STREAM on HTTP/2, close the connection on HTTP/1.1."""

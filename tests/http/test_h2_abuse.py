@@ -873,3 +873,46 @@ async def test_streamed_body_over_the_limit_gets_413_and_the_connection_lives_on
             assert status == 413
             assert await client.get("/hello") == (200, HELLO)
             assert client.goaway() is None
+
+
+# -- malformed request heads ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[("connection", "keep-alive")], [("te", "gzip")], [("x-bad", " padded")], [("host", "a.b")]],
+    ids=["connection-header", "te-gzip", "surrounding-space", "host-mismatch"],
+)
+async def test_malformed_request_resets_only_its_stream(extra: list[tuple[str, str]]) -> None:
+    # RFC 9113 §8.1.1: a malformed request is a stream error. h2 would end the whole
+    # connection; netkit checks heads itself and resets just that stream.
+    gate = Gate()
+    async with (
+        running_server(make_app(gate)) as server,
+        bystander(server, gate) as other,
+        FrameClient.connect(server) as client,
+    ):
+        with trio.fail_after(2):
+            await client.send(client.headers(1, extra=extra))
+            reset = await client.until(lambda f: isinstance(f, RstStreamFrame))
+            assert (reset.stream_id, reset.error_code) == (1, ErrorCodes.PROTOCOL_ERROR)
+            await client.send(client.headers(3))
+            await client.until(lambda f: f.stream_id == 3 and "END_STREAM" in f.flags)
+            assert (client.statuses[3], bytes(client.bodies[3])) == (200, HELLO)
+            await assert_prompt_hello(other)
+
+
+async def test_flood_of_malformed_requests_ends_in_enhance_your_calm() -> None:
+    gate = Gate()
+    config = ServerConfig(h2_reset_burst=20, h2_reset_rate=1.0)
+    async with (
+        running_server(make_app(gate), config) as server,
+        bystander(server, gate) as other,
+        FrameClient.connect(server) as attacker,
+    ):
+        with trio.fail_after(3):
+            frames = [attacker.headers(sid, extra=[("te", "gzip")]) for sid in range(1, 200, 2)]
+            await attacker.send(*frames)
+            await attacker.read_until_closed()
+            await assert_prompt_hello(other)
+        assert_goaway(attacker, CALM)
