@@ -161,23 +161,28 @@ class GRPCServer:
         )
 
     async def _run(self, call: ServerCall) -> None:
+        if call.deadline == math.inf:  # no grpc-timeout: no cancel scope to pay for
+            await self._run_handler(call)
+            return
         with trio.move_on_at(call.deadline) as deadline_scope:
-            try:
-                await self._intercepted(call, 0)
-            except (GRPCError, StreamReset, ConnectionClosed):
-                raise  # a status to send, or a client that went away: nothing to log
-            except Exception as exc:
-                req = call._stream.request
-                log.exception(
-                    "gRPC handler failed: %s (stream %d, %s)",
-                    call.method,
-                    call._stream.stream_id,
-                    req.authority,
-                )
-                raise GRPCError(StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}") from exc
-            await call._send_status(StatusCode.OK)
+            await self._run_handler(call)
         if deadline_scope.cancelled_caught:
             await call._send_status(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+
+    async def _run_handler(self, call: ServerCall) -> None:
+        try:
+            await self._intercepted(call, 0)
+        except (GRPCError, StreamReset, ConnectionClosed):
+            raise  # a status to send, or a client that went away: nothing to log
+        except Exception as exc:
+            log.exception(
+                "gRPC handler failed: %s (stream %d, %s)",
+                call.method,
+                call._stream.stream_id,
+                call._stream.request.authority,
+            )
+            raise GRPCError(StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}") from exc
+        await call._send_status(StatusCode.OK)
 
     async def _intercepted(self, call: ServerCall, index: int) -> None:
         if index < len(self.interceptors):
