@@ -6,6 +6,7 @@ the client's own sleeps and the tests can assert the exact time of every attempt
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -100,7 +101,7 @@ def client(service: Service, policy: RetryPolicy | None = None, **kwargs: object
 
 
 def gaps(times: list[float]) -> list[float]:
-    return [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)]
+    return [round(b - a, 6) for a, b in itertools.pairwise(times)]
 
 
 async def test_backoff_waits_are_exact_full_jitter_draws(autojump_clock: trio.abc.Clock) -> None:
@@ -232,7 +233,10 @@ async def test_retry_after_http_date_is_read_against_the_server_date(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     # The server's clock is 1994; ours is not: the wait is the difference of its two dates.
-    headers = {"date": "Sun, 06 Nov 1994 08:49:37 GMT", "retry-after": "Sun, 06 Nov 1994 08:49:49 GMT"}
+    headers = {
+        "date": "Sun, 06 Nov 1994 08:49:37 GMT",
+        "retry-after": "Sun, 06 Nov 1994 08:49:49 GMT",
+    }
     service = Service(status(503, **headers), ok())
     async with client(service) as c:
         await c.get("/v1/things")
@@ -383,10 +387,9 @@ async def test_concurrent_401s_share_one_refresh(autojump_clock: trio.abc.Clock)
             return httpx.Response(401)
         return httpx.Response(200, json={})
 
-    async with client(Service(answer), auth=BearerToken(fetch)) as c:
-        async with trio.open_nursery() as nursery:
-            for _ in range(5):
-                nursery.start_soon(c.get, "/v1/x")
+    async with client(Service(answer), auth=BearerToken(fetch)) as c, trio.open_nursery() as n:
+        for _ in range(5):
+            n.start_soon(c.get, "/v1/x")
     assert fetched == ["t0", "t1"]
 
 
