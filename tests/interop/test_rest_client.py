@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -327,3 +328,20 @@ async def test_netkit_problem_json_404_and_405_become_api_errors(http: str) -> N
     assert (error.status, error.attempts) == (405, 1)
     assert error.detail == "DELETE not allowed on /v1/resource"
     assert error.headers["allow"] == "GET, POST"
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "h2"])
+async def test_tls_negotiates_http2_by_alpn_when_enabled(
+    http2: bool, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    script = Script("503")
+    app = netkit_app(script)
+    async with (
+        running_server(app, ssl_context=server_ssl_context) as server,
+        RestClient(
+            url(server, "", scheme="https"), http2=http2, verify=client_ssl_context, retry=FAST
+        ) as client,
+    ):
+        with trio.fail_after(10):
+            assert (await client.get("/v1/resource"))["attempts"] == 2
+    assert [s.version for s in script.seen] == ["2" if http2 else "1.1"] * 2
