@@ -255,9 +255,11 @@ class _Call:
                 has_idempotency_key=self.has_key,
                 attempts=self.attempts,
                 status=response.status_code if response is not None else None,
-                retry_after=response.headers.get("Retry-After") if response else None,
+                retry_after=response.headers.get("Retry-After") if response is not None else None,
                 now=_server_now(response),
-                remaining=(deadline.deadline - trio.current_time()) if deadline else None,
+                remaining=(
+                    deadline.deadline - trio.current_time() if deadline is not None else None
+                ),
                 rand=client._jitter(),
             )
             if delay is None:

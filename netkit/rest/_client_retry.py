@@ -104,9 +104,10 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempts + 1``, or None: do not retry.
 
         ``status`` is the response status of the last attempt, or None when it failed in
-        transport (no complete response). ``now`` is the wall-clock time (seconds since
-        the epoch) used to read an HTTP-date ``Retry-After``; ``remaining`` is the time
-        left before the call's deadline, if it has one.
+        transport (no complete response). ``now`` (seconds since the epoch) is what an
+        HTTP-date ``Retry-After`` is measured from: the client passes the response's
+        ``Date``, else its wall clock. ``remaining`` is the time left before the call's
+        deadline, if it has one; ``rand`` is uniform in [0, 1), for the jitter.
         """
         if attempts >= self.max_attempts:
             return None
