@@ -58,13 +58,6 @@ AUTO: Final = _Auto.AUTO
 IdempotencyKey = str | None | Literal[_Auto.AUTO]
 
 
-class _NoBody(enum.Enum):
-    NO_BODY = "NO_BODY"
-
-
-_NO_BODY: Final = _NoBody.NO_BODY
-
-
 class RestClient:
     """A JSON REST client for any service, with safe retries, deadlines and typed errors.
 
@@ -134,15 +127,15 @@ class RestClient:
         """``GET path``; keyword arguments as for :meth:`request`."""
         return await self.request("GET", path, **kwargs)
 
-    async def post(self, path: str, json: Any = _NO_BODY, **kwargs: Any) -> Any:
+    async def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
         """``POST path`` with a JSON body; gets an ``Idempotency-Key`` by default."""
         return await self.request("POST", path, json=json, **kwargs)
 
-    async def put(self, path: str, json: Any = _NO_BODY, **kwargs: Any) -> Any:
+    async def put(self, path: str, json: Any = None, **kwargs: Any) -> Any:
         """``PUT path`` with a JSON body (idempotent: retried without a key)."""
         return await self.request("PUT", path, json=json, **kwargs)
 
-    async def patch(self, path: str, json: Any = _NO_BODY, **kwargs: Any) -> Any:
+    async def patch(self, path: str, json: Any = None, **kwargs: Any) -> Any:
         """``PATCH path`` with a JSON body; gets an ``Idempotency-Key`` by default."""
         return await self.request("PATCH", path, json=json, **kwargs)
 
@@ -155,7 +148,7 @@ class RestClient:
         method: str,
         path: str,
         *,
-        json: Any = _NO_BODY,
+        json: Any = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_key: IdempotencyKey = AUTO,
@@ -163,7 +156,8 @@ class RestClient:
     ) -> Any:
         """Send one call (retried as ``retry`` or the client's policy allows).
 
-        Returns the response's parsed JSON, or None when it has no body (204, HEAD).
+        ``json`` is the body to send as JSON (None: no body, as in httpx). Returns the
+        response's parsed JSON, or None when it has no body (204, HEAD).
         ``idempotency_key``: AUTO (a UUID4 for POST/PATCH), a string to send, or None
         to send none; an ``Idempotency-Key`` in ``headers`` wins over all three.
         Raises :class:`APIError`, :class:`APITimeout` or :class:`APIConnectionError`.
@@ -172,7 +166,7 @@ class RestClient:
         policy = retry if retry is not None else self.retry
         call_headers = httpx.Headers(headers or {})
         body: bytes | None = None
-        if json is not _NO_BODY:
+        if json is not None:
             body = jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
             call_headers.setdefault("Content-Type", "application/json")
         if "Idempotency-Key" not in call_headers:
