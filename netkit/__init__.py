@@ -23,11 +23,22 @@ from .http import Request as Request
 from .http import Server as Server
 from .http import ServerConfig as ServerConfig
 from .http import serve as serve
+from .rest import APIConnectionError as APIConnectionError
+from .rest import APIError as APIError
+from .rest import APITimeout as APITimeout
+from .rest import BearerToken as BearerToken
+from .rest import RestClient as RestClient
+from .rest import RestClientError as RestClientError
+from .rest import RetryPolicy as RetryPolicy
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeout",
     "App",
+    "BearerToken",
     "ClientConfig",
     "ClientStream",
     "ConnectionClosed",
@@ -41,6 +52,9 @@ __all__ = [
     "RemoteProtocolError",
     "Request",
     "RequestBodyTooLarge",
+    "RestClient",
+    "RestClientError",
+    "RetryPolicy",
     "Server",
     "ServerConfig",
     "StreamReset",

@@ -9,7 +9,11 @@
     ├── HTTPStatusError               ends the request with an HTTP status (400, 413, ...)
     │   └── RequestBodyTooLarge       the request body exceeded ``max_request_body_size`` (413)
     ├── StreamReset                   the stream was reset (by the peer, or by us after a stall)
-    └── ConnectionClosed              the connection went away while the handler used it
+    ├── ConnectionClosed              the connection went away while the handler used it
+    └── RestClientError               a RestClient call failed (netkit/rest/_client_errors.py)
+        ├── APIError                  the service answered with a non-2xx status
+        ├── APITimeout                the call's deadline or the last attempt's timeout ran out
+        └── APIConnectionError        no connection, or it broke mid-response, on the last attempt
 
 Handlers may raise :class:`HTTPStatusError` to answer with a status; the server turns
 any other exception into a 500 (or RST_STREAM once the response has started) and logs it.
