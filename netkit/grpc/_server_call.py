@@ -8,6 +8,7 @@ Trailers-Only response (a single HEADERS frame), as the gRPC protocol document a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
@@ -59,9 +60,7 @@ class ServerCall:
         #: The client's ``:authority``, as a peer hint for logs and auth.
         self.authority = stream.request.authority
         self._response_encoding = "identity"
-        self._client_accepts = {
-            token.strip() for token in (accept_encoding or "").split(",") if token.strip()
-        }
+        self._client_accepts = _accepted_encodings(accept_encoding or "")
         self._max_send = max_send_message_size
         self._reader = MessageReader(method.request_type, max_receive_message_size, "request")
         self._reader.encoding = request_encoding
@@ -228,6 +227,12 @@ class ServerCall:
         head: list[tuple[str | bytes, str | bytes]] = [("content-type", "application/grpc")]
         head.extend(encode_metadata(self._initial))
         await self._stream.send_headers(200, [*head, *trailers], end_stream=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _accepted_encodings(header: str) -> frozenset[str]:
+    """``grpc-accept-encoding`` as a set; a client sends the same value on every call."""
+    return frozenset(token.strip() for token in header.split(",") if token.strip())
 
 
 def status_headers(

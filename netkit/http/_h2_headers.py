@@ -57,6 +57,11 @@ _KNOWN_GOOD: dict[tuple[bytes, bytes], None] = {}
 _KNOWN_GOOD_ENTRIES = 1024
 _KNOWN_GOOD_PAIR_SIZE = 256
 
+#: Outbound blocks already prepared (see ``prepare_outbound``), bounded the same way.
+_KNOWN_BLOCKS: dict[tuple[object, ...], tuple[HeaderPair, ...]] = {}
+_KNOWN_BLOCK_ENTRIES = 256
+_KNOWN_BLOCK_SIZE = 512
+
 
 class MalformedHeaders(ValueError):
     """A header block that breaks RFC 9113's rules; the message says which."""
@@ -171,8 +176,24 @@ def prepare_outbound(
 
     ``headers`` have lower-case ``bytes`` names (``_headers.normalize``); pseudo-header
     fields first. Returns the list to hand to h2, which is configured not to normalize
-    or validate again.
+    or validate again. Whole blocks that recur (a gRPC server's response head and its
+    ``grpc-status: 0`` trailers) are remembered once prepared.
     """
+    key = (client, is_trailer, *headers)
+    known = _KNOWN_BLOCKS.get(key)
+    if known is not None:
+        return list(known)
+    out = _prepare_outbound(headers, client=client, is_trailer=is_trailer)
+    if sum(len(name) + len(value) for name, value in out) <= _KNOWN_BLOCK_SIZE:
+        if len(_KNOWN_BLOCKS) >= _KNOWN_BLOCK_ENTRIES:
+            _KNOWN_BLOCKS.clear()
+        _KNOWN_BLOCKS[key] = tuple(out)
+    return out
+
+
+def _prepare_outbound(
+    headers: Sequence[HeaderPair], *, client: bool, is_trailer: bool
+) -> list[HeaderPair]:
     out: list[HeaderPair] = []
     pseudo: dict[bytes, bytes] = {}
     host: bytes | None = None

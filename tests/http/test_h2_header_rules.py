@@ -117,8 +117,7 @@ def test_trailers_get_h2s_verdict(block: list[tuple[bytes, bytes]]) -> None:
 
 def _has_bad_characters(block: list[tuple[bytes, bytes]]) -> bool:
     return any(
-        (not name.startswith(b":") and rules._BAD_NAME(name))
-        or (value and rules._BAD_VALUE(value))
+        (not name.startswith(b":") and rules._BAD_NAME(name)) or (value and rules._BAD_VALUE(value))
         for name, value in block
     )
 
@@ -169,3 +168,15 @@ def test_known_good_cache_stays_bounded() -> None:
     big = b"v" * (rules._KNOWN_GOOD_PAIR_SIZE + 1)
     rules.check_trailers([(b"x-big", big)])
     assert (b"x-big", big) not in rules._KNOWN_GOOD
+
+
+def test_known_blocks_are_reused_and_stay_bounded() -> None:
+    head = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+    first = rules.prepare_outbound(head, client=False, is_trailer=False)
+    again = rules.prepare_outbound(head, client=False, is_trailer=False)
+    assert first == again and first is not again  # a fresh list each time (h2 may keep it)
+    with pytest.raises(MalformedHeaders):  # the same block is not known good as a request
+        rules.prepare_outbound(head, client=True, is_trailer=False)
+    for i in range(3 * rules._KNOWN_BLOCK_ENTRIES):
+        rules.prepare_outbound([(b"x-n", str(i).encode())], client=False, is_trailer=True)
+    assert len(rules._KNOWN_BLOCKS) <= rules._KNOWN_BLOCK_ENTRIES
