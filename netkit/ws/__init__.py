@@ -6,6 +6,9 @@ The server side is one code path on both transports: netkit's HTTP layer checks 
 handshake and hands over the byte stream; wsproto's frame layer handles the frames.
 """
 
+from ._client import EventsClient as EventsClient
+from ._client import EventsError as EventsError
+from ._client import connect_events as connect_events
 from ._config import WebSocketConfig as WebSocketConfig
 from ._endpoint import Authenticator as Authenticator
 from ._endpoint import UpgradeRequest as UpgradeRequest
@@ -21,6 +24,8 @@ from ._session import WebSocketHandler as WebSocketHandler
 __all__ = [
     "Authenticator",
     "Authorizer",
+    "EventsClient",
+    "EventsError",
     "HandshakeRefused",
     "Hub",
     "Overflow",
@@ -30,4 +35,5 @@ __all__ = [
     "WebSocketConfig",
     "WebSocketHandler",
     "WebSocketRoutes",
+    "connect_events",
 ]
