@@ -155,57 +155,57 @@ class EventsClient:
         started = False
         try:
             while True:
+                before = self.connections
                 try:
-                    async with trio.open_nursery() as nursery:
-                        with trio.fail_after(self.connect_timeout):
-                            ws = await trio_websocket.connect_websocket_url(
-                                nursery,
-                                self.url,
-                                self.ssl_context,
-                                extra_headers=self.headers,
-                                max_message_size=self.max_message_size,
-                                message_queue_size=64,
-                            )
-                        self.connections += 1
-                        backoff = self.backoff_initial
-                        for pattern in sorted(self._patterns):
-                            await ws.send_message(
-                                env.encode_client(env.Subscribe(next(self._ids), pattern))
-                            )
-                        self._ws = ws
-                        self._connected.set()
-                        if not started:
-                            started = True
-                            task_status.started(self)
-                        try:
-                            await self._serve(ws)
-                        finally:
-                            self._connected = trio.Event()
-                            for waiting in self._pending.values():
-                                waiting.set()  # no answer will come on this connection
-                            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                                await ws.aclose()
-                            nursery.cancel_scope.cancel()
-                except trio_websocket.ConnectionRejected as exc:
-                    if 400 <= exc.status_code < 500 and exc.status_code not in (408, 429):
-                        raise HandshakeRefused(
-                            exc.status_code, "server refused the upgrade"
-                        ) from exc
-                except (
-                    trio_websocket.HandshakeError,
-                    trio_websocket.ConnectionClosed,
-                    trio.TooSlowError,
-                    OSError,
-                ):
-                    if not started:
-                        raise  # the first connection fails fast; later ones are retried
-
+                    await self._connect_and_serve(task_status if not started else None)
+                    started = True
+                except BaseException as raised:  # sorted out just below
+                    error = _single(raised)
+                    if isinstance(error, trio_websocket.ConnectionRejected):
+                        code = error.status_code
+                        if 400 <= code < 500 and code not in (408, 429):
+                            raise HandshakeRefused(code, "server refused the upgrade") from error
+                    if not isinstance(error, _RETRIED):
+                        raise
+                    if not started and self.connections == 0:
+                        raise error from None  # the first connection fails fast
+                    started = True
+                if self.connections > before:
+                    backoff = self.backoff_initial  # it worked for a while: start over
                 delay = backoff * random.uniform(0.5, 1.0)  # jitter: no thundering herd
                 backoff = min(backoff * 2, self.backoff_max)
                 await trio.sleep(delay)
         finally:
             self._stopped = True
             self._buffer_wake.set()
+
+    async def _connect_and_serve(self, task_status: trio.TaskStatus[EventsClient] | None) -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(self.connect_timeout):
+                ws = await trio_websocket.connect_websocket_url(
+                    nursery,
+                    self.url,
+                    self.ssl_context,
+                    extra_headers=self.headers,
+                    max_message_size=self.max_message_size,
+                    message_queue_size=64,
+                )
+            self.connections += 1
+            for pattern in sorted(self._patterns):
+                await ws.send_message(env.encode_client(env.Subscribe(next(self._ids), pattern)))
+            self._ws = ws
+            self._connected.set()
+            if task_status is not None:
+                task_status.started(self)
+            try:
+                await self._serve(ws)
+            finally:
+                self._connected = trio.Event()
+                for waiting in self._pending.values():
+                    waiting.set()  # no answer will come on this connection
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
 
     async def _serve(self, ws: trio_websocket.WebSocketConnection) -> None:
         async with trio.open_nursery() as nursery:
@@ -250,13 +250,36 @@ class EventsClient:
                 return
 
 
+_RETRIED = (
+    trio_websocket.HandshakeError,
+    trio_websocket.ConnectionClosed,
+    trio.TooSlowError,
+    OSError,
+)
+
+
+def _single(error: BaseException) -> BaseException:
+    """The one exception inside (possibly nested) nursery groups, or the group itself."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
 @asynccontextmanager
 async def connect_events(url: str, **options: Any) -> AsyncIterator[EventsClient]:
     """``async with connect_events(url, headers=[...]) as client:`` — connected on entry."""
     client = EventsClient(url, **options)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(client.run)
-        try:
-            yield client
-        finally:
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # One failure (the refused handshake, or the block's own exception) is raised as
+        # itself: the nursery is an implementation detail of this context manager.
+        error = _single(group)
+        if error is group:
+            raise
+        raise error from None

@@ -236,7 +236,7 @@ async def test_rfc8441_over_h2_alongside_ordinary_requests() -> None:
                 )
                 assert dict(response.headers)[b":status"] == b"200"
             status, body = await client.get("/hello")
-            assert status == 200
+            assert (status, json.loads(body)) == (200, {"message": "hello, world"})
             protos = {sid: fp.FrameProtocol(client=True, extensions=[]) for sid in sids}
             for sid in sids:
                 client.conn.send_data(sid, bytes(protos[sid].send_data(f"over h2 on {sid}")))
