@@ -120,6 +120,15 @@ class EventsClient:
     async def wait_connected(self) -> None:
         await self._connected.wait()
 
+    async def aclose(self) -> None:
+        """Close the current connection with 1000 (while its reader still runs)."""
+        ws = self._ws
+        if ws is not None and ws.closed is None:
+            with trio.move_on_after(self.connect_timeout):
+                await ws.aclose()
+        else:
+            await trio.lowlevel.checkpoint()
+
     # -- requests ---------------------------------------------------------------------
     async def _request(self, make: Any, *, retry: bool) -> None:
         while True:
@@ -203,8 +212,11 @@ class EventsClient:
                 self._connected = trio.Event()
                 for waiting in self._pending.values():
                     waiting.set()  # no answer will come on this connection
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await ws.aclose()
+                if ws.closed is None:
+                    # Cancelled (or the heartbeat gave up): trio-websocket's reader is
+                    # being cancelled too, so no close reply could be read; drop it.
+                    with trio.CancelScope(shield=True), trio.move_on_after(0.1):
+                        await ws.aclose()
                 nursery.cancel_scope.cancel()
 
     async def _serve(self, ws: trio_websocket.WebSocketConnection) -> None:
@@ -275,6 +287,8 @@ async def connect_events(url: str, **options: Any) -> AsyncIterator[EventsClient
             try:
                 yield client
             finally:
+                with trio.CancelScope(shield=True):
+                    await client.aclose()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # One failure (the refused handshake, or the block's own exception) is raised as

@@ -171,31 +171,50 @@ class Hub:
             async for raw in ws:
                 try:
                     request = env.decode_client(raw)
-                    if authorize is not None:
-                        action = "publish" if isinstance(request, env.Publish) else "subscribe"
-                        if isinstance(request, env.Unsubscribe):
-                            allowed: Any = True
-                        else:
-                            allowed = authorize(ws.principal, action, request.topic)
-                            if inspect.isawaitable(allowed):
-                                allowed = await allowed
-                        if not allowed:
-                            raise env.EnvelopeError(
-                                env.FORBIDDEN,
-                                f"not allowed to {action} {request.topic!r}",
-                                request.id,
-                            )
-                    if isinstance(request, env.Subscribe):
-                        self.subscribe(subscriber, request.topic)
-                    elif isinstance(request, env.Unsubscribe):
-                        self.unsubscribe(subscriber, request.topic)
-                    else:
-                        try:
-                            self.publish(request.topic, request.data)
-                        except (TypeError, ValueError) as exc:  # JSON in, JSON out: unlikely
-                            raise env.EnvelopeError(env.BAD_REQUEST, str(exc), request.id) from None
-                    reply(env.encode_ack(request.id), overflow)
+                    if authorize is not None and not isinstance(request, env.Unsubscribe):
+                        allowed = authorize(ws.principal, _action(request), request.topic)
+                        if inspect.isawaitable(allowed):
+                            allowed = await allowed
+                        _check(bool(allowed), request)
+                    answer = self._apply(subscriber, request)
                 except env.EnvelopeError as exc:
-                    reply(env.encode_error(exc.id, exc.code, exc.detail), overflow)
+                    answer = env.encode_error(exc.id, exc.code, exc.detail)
+                reply(answer, overflow)
         finally:
             self.remove(subscriber)
+
+    def handle(
+        self, subscriber: Subscriber, raw: str | bytes, authorize: Authorizer | None = None
+    ) -> str:
+        """One client message, synchronously (sync authorizers only): the reply to send."""
+        try:
+            request = env.decode_client(raw)
+            if authorize is not None and not isinstance(request, env.Unsubscribe):
+                allowed = authorize(subscriber.principal, _action(request), request.topic)
+                if inspect.isawaitable(allowed):
+                    raise TypeError("Hub.handle needs a synchronous authorizer")
+                _check(bool(allowed), request)
+            return self._apply(subscriber, request)
+        except env.EnvelopeError as exc:
+            return env.encode_error(exc.id, exc.code, exc.detail)
+
+    def _apply(self, subscriber: Subscriber, request: env.ClientMessage) -> str:
+        if isinstance(request, env.Subscribe):
+            self.subscribe(subscriber, request.topic)
+        elif isinstance(request, env.Unsubscribe):
+            self.unsubscribe(subscriber, request.topic)
+        else:
+            self.publish(request.topic, request.data)
+        return env.encode_ack(request.id)
+
+
+def _action(request: env.ClientMessage) -> str:
+    return "publish" if isinstance(request, env.Publish) else "subscribe"
+
+
+def _check(allowed: bool, request: env.Subscribe | env.Publish) -> None:
+    if not allowed:
+        action = _action(request)
+        raise env.EnvelopeError(
+            env.FORBIDDEN, f"not allowed to {action} {request.topic!r}", request.id
+        )

@@ -366,7 +366,7 @@ class WebSocket:
                     await pong.wait()
                 if pong.is_set():
                     break
-                if self._paused_since_ping:
+                if self._paused_since_ping or self._reader_wake is not None:
                     # Our own backpressure kept the pong unread: not the peer's fault.
                     self._paused_since_ping = False
                     continue
