@@ -23,6 +23,9 @@ from .http import Request as Request
 from .http import Server as Server
 from .http import ServerConfig as ServerConfig
 from .http import serve as serve
+from .ws import WebSocket as WebSocket
+from .ws import WebSocketClosed as WebSocketClosed
+from .ws import WebSocketConfig as WebSocketConfig
 
 __version__ = "0.1.0"
 
@@ -44,6 +47,9 @@ __all__ = [
     "Server",
     "ServerConfig",
     "StreamReset",
+    "WebSocket",
+    "WebSocketClosed",
+    "WebSocketConfig",
     "respond_json",
     "serve",
 ]

@@ -80,6 +80,10 @@ class EventsClient:
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._connected = trio.Event()
         self._stopped = False
+        #: aclose() was called: close gracefully, then do not reconnect.
+        self._closing = False
+        self._serve_scope: trio.CancelScope | None = None
+        self._done = trio.Event()
 
     # -- the user's API --------------------------------------------------------------
     async def subscribe(self, pattern: str) -> None:
@@ -121,13 +125,12 @@ class EventsClient:
         await self._connected.wait()
 
     async def aclose(self) -> None:
-        """Close the current connection with 1000 (while its reader still runs)."""
-        ws = self._ws
-        if ws is not None and ws.closed is None:
-            with trio.move_on_after(self.connect_timeout):
-                await ws.aclose()
-        else:
-            await trio.lowlevel.checkpoint()
+        """Stop: close the current connection with 1000 and do not reconnect."""
+        self._closing = True
+        if self._serve_scope is not None:
+            self._serve_scope.cancel()  # run() then closes the connection gracefully
+        with trio.move_on_after(self.connect_timeout):
+            await self._done.wait()
 
     # -- requests ---------------------------------------------------------------------
     async def _request(self, make: Any, *, retry: bool) -> None:
@@ -179,6 +182,8 @@ class EventsClient:
                     if not started and self.connections == 0:
                         raise error from None  # the first connection fails fast
                     started = True
+                if self._closing:
+                    return
                 if self.connections > before:
                     backoff = self.backoff_initial  # it worked for a while: start over
                 delay = backoff * random.uniform(0.5, 1.0)  # jitter: no thundering herd
@@ -187,6 +192,7 @@ class EventsClient:
         finally:
             self._stopped = True
             self._buffer_wake.set()
+            self._done.set()
 
     async def _connect_and_serve(self, task_status: trio.TaskStatus[EventsClient] | None) -> None:
         async with trio.open_nursery() as nursery:
@@ -213,14 +219,18 @@ class EventsClient:
                 for waiting in self._pending.values():
                     waiting.set()  # no answer will come on this connection
                 if ws.closed is None:
-                    # Cancelled (or the heartbeat gave up): trio-websocket's reader is
-                    # being cancelled too, so no close reply could be read; drop it.
-                    with trio.CancelScope(shield=True), trio.move_on_after(0.1):
+                    # On aclose() (or a heartbeat that gave up) trio-websocket's reader
+                    # still runs and reads the close reply; when run() itself is
+                    # cancelled it does not, hence the short bound.
+                    with trio.CancelScope(shield=True), trio.move_on_after(1):
                         await ws.aclose()
                 nursery.cancel_scope.cancel()
 
     async def _serve(self, ws: trio_websocket.WebSocketConnection) -> None:
         async with trio.open_nursery() as nursery:
+            self._serve_scope = nursery.cancel_scope
+            if self._closing:
+                nursery.cancel_scope.cancel()
             if self.ping_interval is not None:
                 nursery.start_soon(self._heartbeat, ws, self.ping_interval, nursery.cancel_scope)
             try:
