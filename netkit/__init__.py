@@ -30,6 +30,9 @@ from .rest import BearerToken as BearerToken
 from .rest import RestClient as RestClient
 from .rest import RestClientError as RestClientError
 from .rest import RetryPolicy as RetryPolicy
+from .ws import WebSocket as WebSocket
+from .ws import WebSocketClosed as WebSocketClosed
+from .ws import WebSocketConfig as WebSocketConfig
 
 __version__ = "0.1.0"
 
@@ -58,6 +61,9 @@ __all__ = [
     "Server",
     "ServerConfig",
     "StreamReset",
+    "WebSocket",
+    "WebSocketClosed",
+    "WebSocketConfig",
     "respond_json",
     "serve",
 ]

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, overload
 from .grpc import GRPCServer
 from .http import Handler, HTTPStream
 from .http._stream import error_body
+from .ws import WebSocketRoutes
 
 H = TypeVar("H", bound=Handler)
 
@@ -25,6 +26,13 @@ class App:
         self._routes: dict[str, dict[str, Handler]] = {}
         #: gRPC services on the same port: ``app.grpc.add_service(MyService())``.
         self.grpc = GRPCServer()
+        #: WebSocket endpoints and the pub/sub hub: ``app.ws.endpoint(path, handler)``.
+        self.ws = WebSocketRoutes()
+
+    @property
+    def connect_protocols(self) -> frozenset[str]:
+        """RFC 8441 protocols for HTTP/2 extended CONNECT (see ``netkit.http``)."""
+        return self.ws.connect_protocols
 
     @overload
     def route(self, method: str, path: str) -> Callable[[H], H]: ...
@@ -43,6 +51,9 @@ class App:
         request = stream.request
         if GRPCServer.accepts(stream) or self.grpc.serves(request.path):
             await self.grpc(stream)
+            return
+        if self.ws.serves(request):
+            await self.ws(stream)
             return
         methods = self._routes.get(request.path)
         if methods is None:

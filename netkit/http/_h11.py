@@ -23,7 +23,15 @@ from ..errors import ConnectionClosed, HTTPStatusError, LocalProtocolError
 from ._config import ServerConfig
 from ._h2 import H2Connection
 from ._headers import Headers, HeadersLike, normalize
-from ._stream import Handler, HTTPStream, Request, error_body, run_handler
+from ._stream import (
+    Handler,
+    HTTPStream,
+    Request,
+    error_body,
+    run_handler,
+    transport_peer_certificate,
+)
+from ._tunnel import ConnectionTunnel
 
 _READ_SIZE = 64 * 1024
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -55,6 +63,8 @@ class H11Stream(HTTPStream):
         #: A HEAD response keeps its headers (content-length included) and drops the body.
         self._head = request.method == "HEAD"
         self.aborted = False
+        #: Set once ``accept_tunnel`` switched protocols: the connection ends with the handler.
+        self.tunnelled = False
 
     def _encode(self, event: Any) -> bytes:
         """h11's bytes for ``event``; a misuse h11 rejects ends the connection after this."""
@@ -147,6 +157,32 @@ class H11Stream(HTTPStream):
         self._conn.closing = True
         await trio.lowlevel.checkpoint()
 
+    def peer_certificate(self) -> dict[str, Any] | None:
+        return transport_peer_certificate(self._conn.transport)
+
+    async def accept_tunnel(self, headers: HeadersLike = ()) -> trio.abc.Stream:
+        """Generic ``Upgrade`` takeover: 101, then the raw connection (see HTTPStream)."""
+        if self.headers_sent:
+            raise LocalProtocolError("response headers already sent")
+        if "upgrade" not in self.request.headers:
+            raise LocalProtocolError("the request asked for no protocol switch")
+        conn = self._conn
+        event = await conn.next_event(trio.current_time() + conn.config.request_head_timeout)
+        if not isinstance(event, h11.EndOfMessage):
+            # A body before the switch: its framing is not ours to guess past.
+            conn.closing = True
+            raise HTTPStatusError(400, "a protocol switch request must not have a body")
+        data = self._encode(
+            h11.InformationalResponse(
+                status_code=101, headers=normalize(headers), reason=b"Switching Protocols"
+            )
+        )
+        self.headers_sent = self.finished = self.tunnelled = True
+        conn.closing = True
+        conn.tunnel = ConnectionTunnel(conn.transport, conn.h11.trailing_data[0], conn.send_bytes)
+        await conn.send_bytes(data)
+        return conn.tunnel
+
 
 class H11Connection:
     """Serves HTTP/1.1 requests on one transport until it closes."""
@@ -175,6 +211,8 @@ class H11Connection:
         self._fed = len(initial_data)
         self._scope = trio.CancelScope()
         self._upgraded: H2Connection | None = None
+        #: The connection as handed to an upper protocol after ``101`` (accept_tunnel).
+        self.tunnel: ConnectionTunnel | None = None
 
     # -- I/O edges --------------------------------------------------------------------
     # One cancel scope spans the connection; its deadline is moved before each wait on
@@ -273,7 +311,7 @@ class H11Connection:
                 return
             stream = H11Stream(self, request)
             await run_handler(self.handler, stream)
-            if stream.aborted or not await self._finish_cycle():
+            if stream.aborted or stream.tunnelled or not await self._finish_cycle():
                 return
             self._idle = True
             deadline = trio.current_time() + self.config.keep_alive_timeout

@@ -68,7 +68,15 @@ from ._h2_common import H2Protocol, prepare_outbound
 from ._h2_headers import MalformedHeaders, check_trailers, split_request
 from ._h2_settings import CompactSettings
 from ._headers import Headers, HeadersLike, normalize
-from ._stream import Handler, HTTPStream, Request, run_handler
+from ._stream import (
+    Handler,
+    HTTPStream,
+    Request,
+    connect_protocols,
+    run_handler,
+    transport_peer_certificate,
+)
+from ._tunnel import StreamTunnel
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _READ_SIZE = 64 * 1024
@@ -103,18 +111,19 @@ _H2_CONFIG = h2.config.H2Configuration(
 class _ServerProtocol(H2Protocol):
     """h2's connection plus stream refusal and a bound on encoded header blocks."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, extended_connect: bool = False) -> None:
         super().__init__(_H2_CONFIG, config.max_header_size)
         self.remote_settings = CompactSettings(client=True)
-        self.local_settings = CompactSettings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_size,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
-            },
-        )
+        initial = {
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_size,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
+        }
+        if extended_connect:
+            # RFC 8441: advertised only when the handler takes some protocol over CONNECT.
+            initial[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+        self.local_settings = CompactSettings(client=False, initial_values=initial)
         self.max_inbound_frame_size = config.h2_max_frame_size
         self.decoder.max_header_list_size = config.max_header_size
         self.stream_limit = config.max_concurrent_streams
@@ -409,6 +418,16 @@ class H2Stream(HTTPStream):
             self._reset_code = ErrorCodes.INTERNAL_ERROR
         await trio.lowlevel.checkpoint()
 
+    def peer_certificate(self) -> dict[str, Any] | None:
+        return transport_peer_certificate(self._conn.transport)
+
+    async def accept_tunnel(self, headers: HeadersLike = ()) -> trio.abc.Stream:
+        """RFC 8441 takeover: 200, then the stream's DATA both ways (see HTTPStream)."""
+        if self.request.protocol is None:
+            raise LocalProtocolError("not an extended CONNECT")
+        await self.send_headers(200, headers)
+        return StreamTunnel(self)
+
 
 class H2Connection:
     """Serves HTTP/2 on one transport (cleartext with prior knowledge, or TLS with ALPN h2)."""
@@ -430,7 +449,9 @@ class H2Connection:
         self.handler = handler
         self.config = config
         self.scheme = scheme
-        self.h2 = _ServerProtocol(config)
+        #: RFC 8441 protocols the handler takes over extended CONNECT (none: not advertised).
+        self.connect_protocols = connect_protocols(handler)
+        self.h2 = _ServerProtocol(config, extended_connect=bool(self.connect_protocols))
         self.streams: dict[int, H2Stream] = {}
         self.dead = False
         self.draining = False
@@ -754,7 +775,14 @@ class H2Connection:
             scheme=pseudo.get(b":scheme", self.scheme.encode()).decode("ascii"),
             headers=headers,
             http_version="2",
+            protocol=pseudo[b":protocol"].decode("latin-1") if b":protocol" in pseudo else None,
         )
+        if request.protocol is not None and request.protocol not in self.connect_protocols:
+            # RFC 8441 §3/§4: h2 accepts :protocol even when we never advertised it; such
+            # a request (or one for a protocol nobody here speaks) is malformed.
+            self.h2.busy -= 1  # counted in _receive_headers_frame; no task will run
+            self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
         self._launch(H2Stream(self, event.stream_id, request))
         return True
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Any
 
 import attrs
+import trio
 
 from ..errors import (
     ConnectionClosed,
@@ -41,6 +43,10 @@ class Request:
     scheme: str
     headers: Headers
     http_version: str
+    #: RFC 8441: the ``:protocol`` of an HTTP/2 extended CONNECT (e.g. ``"websocket"``),
+    #: None otherwise. HTTP/2 connections accept one only for a protocol the handler
+    #: declared in ``connect_protocols`` (see :func:`connect_protocols`).
+    protocol: str | None = None
 
     @property
     def path(self) -> str:
@@ -152,6 +158,52 @@ class HTTPStream(abc.ABC):
     @abc.abstractmethod
     async def abort(self) -> None:
         """Abandon the response: RST_STREAM on HTTP/2, close the connection on HTTP/1.1."""
+
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The client's TLS certificate (``getpeercert()``), None on cleartext or without one."""
+        return None
+
+    # -- takeover (HTTP/1.1 Upgrade, RFC 8441 extended CONNECT) -------------------------
+    async def accept_tunnel(self, headers: HeadersLike = ()) -> trio.abc.Stream:
+        """Accept the request's protocol switch and hand its byte channel to the caller.
+
+        HTTP/1.1: the request carried ``Upgrade``; the answer is ``101 Switching
+        Protocols`` with ``headers`` (the caller supplies ``upgrade``/``connection``),
+        and the returned stream is the connection itself, starting with any bytes the
+        client sent after the request head. The connection ends with the handler.
+        HTTP/2: the request is an extended CONNECT (``request.protocol`` set); the answer
+        is ``200`` with ``headers`` and the returned stream carries the stream's DATA
+        both ways, under HTTP/2 flow control; closing it ends our side of the stream.
+
+        The returned stream follows trio's conventions (``trio.BrokenResourceError``
+        when the peer went away). The request body limit no longer applies: the upper
+        protocol bounds what it buffers. Which protocol is spoken is the caller's
+        business: this layer knows nothing of it.
+        """
+        raise LocalProtocolError("this stream cannot switch protocols")
+
+
+def transport_peer_certificate(transport: trio.abc.Stream) -> dict[str, Any] | None:
+    """``getpeercert()`` of a TLS transport; None for cleartext or when no cert was sent."""
+    if not isinstance(transport, trio.SSLStream):
+        return None
+    try:
+        cert: dict[str, Any] | None = transport.getpeercert()
+    except ValueError:  # handshake not done
+        return None
+    return cert or None
+
+
+def connect_protocols(handler: object) -> frozenset[str]:
+    """The RFC 8441 protocols a handler accepts over HTTP/2 extended CONNECT.
+
+    A handler declares them with a ``connect_protocols`` attribute (``App`` does when a
+    WebSocket endpoint is registered). An HTTP/2 connection advertises
+    ``SETTINGS_ENABLE_CONNECT_PROTOCOL`` only when this is non-empty, and refuses an
+    extended CONNECT for any other protocol with RST_STREAM(PROTOCOL_ERROR).
+    """
+    declared: Collection[str] = getattr(handler, "connect_protocols", ())
+    return frozenset(declared)
 
 
 def error_body(status: int, detail: str) -> tuple[list[tuple[str, str]], bytes]:
