@@ -782,7 +782,7 @@ class H2Connection:
             # a request (or one for a protocol nobody here speaks) is malformed.
             self.h2.busy -= 1  # counted in _receive_headers_frame; no task will run
             self.reset(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
-            return
+            return False
         self._launch(H2Stream(self, event.stream_id, request))
         return True
 
