@@ -23,7 +23,7 @@ from ..errors import ConnectionClosed, HTTPStatusError, LocalProtocolError
 from ._config import ServerConfig
 from ._h2 import H2Connection
 from ._headers import Headers, HeadersLike, normalize
-from ._stream import Handler, HTTPStream, Request, error_body, run_handler
+from ._stream import BODYLESS_STATUSES, Handler, HTTPStream, Request, error_body, run_handler
 
 _READ_SIZE = 64 * 1024
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -95,7 +95,7 @@ class H11Stream(HTTPStream):
             raise LocalProtocolError("response headers already sent")
         pairs = normalize(headers)
         names = {k for k, _ in pairs}
-        if end_stream and b"content-length" not in names:
+        if end_stream and b"content-length" not in names and status not in BODYLESS_STATUSES:
             pairs.append((b"content-length", b"0"))
         elif b"content-length" not in names and b"transfer-encoding" not in names:
             self._chunked = self.request.http_version == "1.1" and not self._head
@@ -131,7 +131,8 @@ class H11Stream(HTTPStream):
         if self.headers_sent:
             raise LocalProtocolError("response headers already sent")
         pairs = normalize(headers)
-        pairs.append((b"content-length", str(len(body)).encode()))
+        if status not in BODYLESS_STATUSES:
+            pairs.append((b"content-length", str(len(body)).encode()))
         if self._conn.closing:
             pairs.append((b"connection", b"close"))
         data = self._continue_first(status) + self._encode(_response(status, pairs))

@@ -67,7 +67,7 @@ from ._config import ServerConfig
 from ._h2_common import H2Protocol, prepare_outbound
 from ._h2_settings import CompactSettings
 from ._headers import Headers, HeadersLike, normalize
-from ._stream import Handler, HTTPStream, Request, run_handler
+from ._stream import BODYLESS_STATUSES, Handler, HTTPStream, Request, run_handler
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _READ_SIZE = 64 * 1024
@@ -346,7 +346,9 @@ class H2Stream(HTTPStream):
         await self._conn.queue_and_wait()
 
     async def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
-        pairs = [*normalize(headers), (b"content-length", str(len(body)).encode())]
+        pairs = normalize(headers)
+        if status not in BODYLESS_STATUSES:
+            pairs.append((b"content-length", str(len(body)).encode()))
         self._start_response(status, pairs, not body)
         if self.finished:
             await self._conn.queue_and_wait()
