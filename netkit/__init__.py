@@ -23,6 +23,12 @@ from .http import Request as Request
 from .http import Server as Server
 from .http import ServerConfig as ServerConfig
 from .http import serve as serve
+from .rest import Problem as Problem
+from .rest import Response as Response
+from .rest import RestAPI as RestAPI
+from .rest import RestConfig as RestConfig
+from .rest import RestRequest as RestRequest
+from .rest import StreamingResponse as StreamingResponse
 
 __version__ = "0.1.0"
 
@@ -37,13 +43,19 @@ __all__ = [
     "Headers",
     "LocalProtocolError",
     "NetkitError",
+    "Problem",
     "ProtocolError",
     "RemoteProtocolError",
     "Request",
     "RequestBodyTooLarge",
+    "Response",
+    "RestAPI",
+    "RestConfig",
+    "RestRequest",
     "Server",
     "ServerConfig",
     "StreamReset",
+    "StreamingResponse",
     "respond_json",
     "serve",
 ]

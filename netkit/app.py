@@ -2,7 +2,8 @@
 
 It routes exact ``(method, path)`` pairs to stream handlers and answers 404/405 itself;
 requests with a gRPC content type go to ``app.grpc`` (services added with
-``app.grpc.add_service``). REST resources and WebSocket endpoints plug in here as they land.
+``app.grpc.add_service``); paths no exact route claims go to ``app.rest`` (JSON resources
+added with ``app.rest.route``) once it has routes. WebSocket endpoints plug in here as they land.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, TypeVar, overload
 from .grpc import GRPCServer
 from .http import Handler, HTTPStream
 from .http._stream import error_body
+from .rest import RestAPI
 
 H = TypeVar("H", bound=Handler)
 
@@ -25,6 +27,8 @@ class App:
         self._routes: dict[str, dict[str, Handler]] = {}
         #: gRPC services on the same port: ``app.grpc.add_service(MyService())``.
         self.grpc = GRPCServer()
+        #: REST resources: ``app.rest.route("GET", "/v1/orders/{order_id:int}", get_order)``.
+        self.rest = RestAPI()
 
     @overload
     def route(self, method: str, path: str) -> Callable[[H], H]: ...
@@ -45,6 +49,9 @@ class App:
             await self.grpc(stream)
             return
         methods = self._routes.get(request.path)
+        if methods is None and self.rest:
+            await self.rest(stream)
+            return
         if methods is None:
             headers, body = error_body(404, f"no route for {request.path}")
             await stream.respond(404, headers, body)

@@ -154,9 +154,10 @@ def error_body(status: int, detail: str, **members: object) -> tuple[list[tuple[
     """
     import json
 
-    problem: dict[str, object] = dict(members)
+    problem: dict[str, object] = {k: members.pop(k) for k in ("type", "title") if k in members}
     problem["status"] = status
     problem["detail"] = detail
+    problem.update(members)
     body = json.dumps(problem).encode()
     return [("content-type", "application/problem+json")], body
 
