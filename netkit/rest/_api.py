@@ -15,20 +15,22 @@ One request goes through these steps, in this order (each can end it with proble
 6. GET/HEAD 200 responses get a strong ``ETag`` and ``If-None-Match`` → 304; bodies of
    ``gzip_min_size`` bytes or more are gzipped when ``Accept-Encoding`` allows it.
 
-Handler exceptions other than :class:`Problem` / ``HTTPStatusError`` are left to the
-server's single boundary (``run_handler``): a logged 500 problem, no traceback sent.
+Any other handler exception is logged on ``netkit.server`` (as ``run_handler`` does) and
+answered with a 500 problem that says nothing about it; once a streaming response has
+started, ``run_handler`` resets the stream instead.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, overload
 
 import attrs
 import trio
 
-from ..errors import HTTPStatusError
+from ..errors import ConnectionClosed, HTTPStatusError, StreamReset
 from ..http import HTTPStream
 from ..http._stream import error_body
 from ._caching import encode_json, etag_of_bytes, gzip_etag, none_match, quote_etag
@@ -52,6 +54,8 @@ RestHandler = Callable[[RestRequest[Any]], Awaitable[Any]]
 EtagHook = Callable[[RestRequest[Any]], Awaitable[str | None]]
 """``async def current_etag(request) -> str | None``: the resource's tag now, ``None`` if absent."""
 F = TypeVar("F", bound=RestHandler)
+
+log = logging.getLogger("netkit.server")
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _IDEMPOTENT_KEYED = frozenset({"POST", "PATCH"})
@@ -242,6 +246,19 @@ class RestAPI:
             if stream.headers_sent:
                 raise
             await send_problem(stream, Problem(exc.status, exc.detail))
+        except (StreamReset, ConnectionClosed):
+            raise
+        except Exception:
+            if stream.headers_sent:
+                raise  # run_handler resets the stream and logs
+            log.exception(
+                "handler failed: %s %s (HTTP/%s stream %d)",
+                method,
+                target,
+                request.http_version,
+                stream.stream_id,
+            )
+            await send_problem(stream, Problem(500, "internal server error"))
 
     async def _no_endpoint(self, stream: HTTPStream, found: Any, method: str, path: str) -> None:
         if found is None:

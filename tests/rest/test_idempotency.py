@@ -64,7 +64,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def complete(self, claim: tuple[str, str], status: int) -> None:
         key, fp = claim
         self.serial += 1
-        response = StoredResponse(status, (("content-type", "application/json"),), b"%d" % self.serial)
+        response = StoredResponse(
+            status, (("content-type", "application/json"),), b"%d" % self.serial
+        )
         self.ledger.complete(key, fp, response, self.now)
         if key and self.running.get(key) == fp:
             del self.running[key]

@@ -31,7 +31,9 @@ def templates(draw: st.DrawFn) -> str:
 
 
 tables = st.dictionaries(
-    templates(), st.sets(st.sampled_from(["GET", "POST", "DELETE"]), min_size=1, max_size=2), max_size=10
+    templates(),
+    st.sets(st.sampled_from(["GET", "POST", "DELETE"]), min_size=1, max_size=2),
+    max_size=10,
 )
 paths = st.lists(
     st.sampled_from([*LITERALS, "0", "123", "x", "", A_UUID, "%37", "a%2Fb"]), max_size=4
@@ -92,9 +94,7 @@ def table_and_path(draw: st.DrawFn) -> tuple[dict[str, set[str]], str]:
     if table and draw(st.integers(0, 4)):
         template = draw(st.sampled_from(sorted(table)))
         values = st.sampled_from(["7", "7", "x", A_UUID, "a"])
-        parts = [
-            draw(values) if seg.startswith("{") else seg for seg in template[1:].split("/")
-        ]
+        parts = [draw(values) if seg.startswith("{") else seg for seg in template[1:].split("/")]
         return table, "/" + "/".join(parts)
     return table, draw(paths)
 
@@ -102,9 +102,7 @@ def table_and_path(draw: st.DrawFn) -> tuple[dict[str, set[str]], str]:
 @given(table_and_path(), st.sampled_from(["GET", "POST", "DELETE", "HEAD", "OPTIONS"]))
 @example(({"/{p0_int:int}": {"GET"}, "/{p0_str:str}": {"GET"}}, "/7"), "GET")
 @example(({"/a/{p1_str:str}": {"GET"}, "/{p0_str:str}/7": {"POST"}}, "/a/7"), "PUT")
-def test_router_agrees_with_the_model(
-    case: tuple[dict[str, set[str]], str], method: str
-) -> None:
+def test_router_agrees_with_the_model(case: tuple[dict[str, set[str]], str], method: str) -> None:
     table, path = case
     router: Router[str] = Router()
     for template, methods in table.items():
@@ -129,7 +127,9 @@ def test_literal_beats_parameter_and_typed_beats_str() -> None:
     router.add("GET", "/v1/orders/latest", "latest")
     assert router.match("GET", "/v1/orders/latest").endpoint == "latest"  # type: ignore[union-attr]
     found = router.match("GET", "/v1/orders/42")
-    assert isinstance(found, Found) and found.endpoint == "by-id" and found.params == {"order_id": 42}
+    assert (
+        isinstance(found, Found) and found.endpoint == "by-id" and found.params == {"order_id": 42}
+    )
     found = router.match("GET", "/v1/orders/forty-two")
     assert isinstance(found, Found) and found.params == {"slug": "forty-two"}
 
