@@ -116,7 +116,7 @@ def add_routes(api: RestAPI, store: OrderStore) -> None:
 
     @api.get("/v1/orders", response=list[Order], tags=["v1"])
     async def list_orders(request: RestRequest[None]) -> Response:
-        """List orders, at most ``limit`` (query parameter, default 100)."""
+        """List orders (at most `limit` of them, a query parameter; default 100)."""
         limit_text = request.query_value("limit", "100") or "100"
         if not limit_text.isdigit():
             raise Problem(400, "limit must be a non-negative integer")
