@@ -287,19 +287,22 @@ class RestAPI:
         return StoredResponse(200, (("content-type", _JSON),), self._openapi_body)
 
     async def _serve(self, stream: HTTPStream, ep: Endpoint, params: dict[str, Any]) -> None:
-        req_headers = stream.request.headers
         method = stream.request.method
-        key = req_headers.get("idempotency-key") if method in _IDEMPOTENT_KEYED else None
+        if ep.decoder is None and method not in _IDEMPOTENT_KEYED:
+            await self._run(stream, method, ep, RestRequest(stream, params, None, b""))
+            return
+        wanted = _body_headers(stream)
+        key = wanted.get(b"idempotency-key") if method in _IDEMPOTENT_KEYED else None
         raw = b""
         value: Any = None
         if ep.decoder is not None or key is not None:
             raw = await read_body(
                 stream,
-                request_coding(req_headers.get("content-encoding")),
+                request_coding(wanted.get(b"content-encoding")),
                 self.config.max_decompressed_body_size,
             )
             if ep.decoder is not None:
-                value = _decode(ep, raw, req_headers.get("content-type"))
+                value = _decode(ep, raw, wanted.get(b"content-type"))
         request: RestRequest[Any] = RestRequest(stream, params, value, raw)
         if key is None:
             await self._run(stream, method, ep, request)
@@ -445,6 +448,18 @@ class RestAPI:
                 await closer()
 
 
+_BODY_HEADERS = frozenset({b"idempotency-key", b"content-encoding", b"content-type"})
+
+
+def _body_headers(stream: HTTPStream) -> dict[bytes, str]:
+    """The request headers the body steps need, found in one pass (first value wins)."""
+    found: dict[bytes, str] = {}
+    for name, value in stream.request.headers.raw():
+        if name in _BODY_HEADERS and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
 def _decode(ep: Endpoint, raw: bytes, content_type: str | None) -> Any:
     assert ep.decoder is not None
     if not raw:
@@ -456,7 +471,7 @@ def _decode(ep: Endpoint, raw: bytes, content_type: str | None) -> Any:
     if not _is_json(content_type):
         raise Problem(415, f"content-type must be {_JSON}, got {(content_type or 'none')[:60]!r}")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode())
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise Problem(400, f"malformed JSON in request body: {str(exc)[:120]}") from None
     errors: Errors = []

@@ -25,9 +25,12 @@ def etag_of_bytes(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encode_json(value: Any) -> bytes:
     """The JSON bytes netkit sends for ``value`` (compact, UTF-8)."""
-    return json.dumps(jsonable(value), separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(jsonable(value)).encode()
 
 
 def etag_for(value: Any) -> str:

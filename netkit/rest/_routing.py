@@ -235,6 +235,9 @@ class Router(Generic[T]):
                 parts = [unquote(p, errors="strict") if "%" in p else p for p in parts]
             except UnicodeDecodeError:
                 return None  # not UTF-8 after decoding: no template can name it
+        found = _first(self._root, parts, method)
+        if found is not None:
+            return found
         allowed: set[str] = set()
         for resource, params in _walk(self._root, parts, 0, {}):
             endpoint = resource.find(method)
@@ -244,6 +247,31 @@ class Router(Generic[T]):
         if not allowed:
             return None
         return NotAllowed(frozenset(allowed))
+
+
+def _first(node: _Node[T], parts: list[str], method: str) -> Found[T] | None:
+    """The common case without backtracking: follow the most specific child at each
+    segment; if that path ends in a resource with ``method``, it is the answer (it is
+    the first one :func:`_walk` would find). Otherwise ``None``: take the full walk."""
+    params: dict[str, object] = {}
+    for part in parts:
+        child = node.literal.get(part)
+        if child is None:
+            for conv, name, candidate in node.params:
+                try:
+                    params[name] = conv.convert(part)
+                except ValueError:
+                    continue
+                child = candidate
+                break
+            else:
+                return None
+        node = child
+    resource = node.resource
+    if resource is None:
+        return None
+    endpoint = resource.find(method)
+    return None if endpoint is None else Found(endpoint, resource, params)
 
 
 def _walk(

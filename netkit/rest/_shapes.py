@@ -160,20 +160,19 @@ class Shapes:
         if found is not None:
             return found
         # Placeholder first, so a class that refers to itself compiles.
-        fields_ref: list[tuple[str, str, Decoder, bool, attrs.Attribute[Any]]] = []
+        # (JSON name, init name, decoder, required, attribute, "/escaped-name")
+        fields_ref: list[tuple[str, str, Decoder, bool, attrs.Attribute[Any], str]] = []
 
         def decode(value: object, pointer: str, errors: Errors) -> Any:
             if type(value) is not dict:
                 return _fail(errors, pointer, f"expected object, got {_json_type_name(value)}")
             before = len(errors)
             kwargs: dict[str, Any] = {}
-            for name, init_name, field_decoder, required, _ in fields_ref:
+            for name, init_name, field_decoder, required, _, suffix in fields_ref:
                 if name in value:
-                    kwargs[init_name] = field_decoder(
-                        value[name], pointer_join(pointer, name), errors
-                    )
+                    kwargs[init_name] = field_decoder(value[name], pointer + suffix, errors)
                 elif required:
-                    _fail(errors, pointer_join(pointer, name), "required field is missing")
+                    _fail(errors, pointer + suffix, "required field is missing")
             if len(value) > len(kwargs):
                 known = {entry[0] for entry in fields_ref}
                 for key in value:
@@ -194,7 +193,10 @@ class Shapes:
                 continue
             init_name = field.alias or field.name
             required = field.default is attrs.NOTHING
-            fields_ref.append((init_name, init_name, self.decoder(field.type), required, field))
+            suffix = pointer_join("", init_name)
+            fields_ref.append(
+                (init_name, init_name, self.decoder(field.type), required, field, suffix)
+            )
         return decode
 
     def _union_decoder(self, args: tuple[Any, ...]) -> Decoder:
@@ -330,7 +332,7 @@ def _literal_decoder(values: tuple[Any, ...]) -> Decoder:
 
 
 def _locate_validator_errors(
-    fields: list[tuple[str, str, Decoder, bool, attrs.Attribute[Any]]],
+    fields: list[tuple[str, str, Decoder, bool, attrs.Attribute[Any], str]],
     kwargs: dict[str, Any],
     pointer: str,
     errors: Errors,
@@ -338,7 +340,7 @@ def _locate_validator_errors(
 ) -> None:
     """The class's own validators refused a value: find which field(s), for the pointers."""
     found = False
-    for name, init_name, _, _, field in fields:
+    for name, init_name, _, _, field, _ in fields:
         if field.validator is None or init_name not in kwargs:
             continue
         try:
