@@ -201,48 +201,58 @@ def run_h2load(port: int, workload: str, args: argparse.Namespace, tmp: Path) ->
 
 
 def measure_server(spec: h.ServerSpec, args: argparse.Namespace, logdir: Path) -> list[Measurement]:
+    """Every (protocol, workload) case of one server; a fresh process per protocol."""
     print(f"== {spec.name}: {spec.description}", flush=True)
     results: list[Measurement] = []
-    cases = [(p, w) for p in h.PROTOCOLS for w in args.workloads]
-    try:
-        with h.running_server(spec, logdir, pin=args.pin, ready=check) as server:
-            print(f"   started {' '.join(server.argv)}", flush=True)
-            for protocol, workload in cases:
-                if protocol not in spec.protocols:
-                    results.append(Measurement(spec.name, protocol, workload, "n/a"))
-                    continue
-                runner = run_wrk if protocol == h.H1 else run_h2load
-                runs: list[Measurement] = []
-                for _ in range(args.repeat):
-                    before = h.cpu_sample(server.process.pid)
-                    try:
-                        with tempfile.TemporaryDirectory(prefix="netkit-rest-") as tmp:
-                            m = runner(server.port, workload, args, Path(tmp))
-                    except h.HarnessError as exc:
-                        print(f"   {protocol} {workload}: {exc}", flush=True)
-                        continue
-                    m.cpu = h.cpu_usage(before, h.cpu_sample(server.process.pid))
-                    runs.append(m)
-                    time.sleep(args.pause)
-                problem = check(server.port, 5.0) if server.alive() else "server died"
-                if not runs or problem is not None:
-                    status = f"error: {problem or 'no run completed'}"
-                    results.append(Measurement(spec.name, protocol, workload, status))
-                    continue
-                runs.sort(key=lambda m: m.rps or 0.0)
-                chosen = runs[(len(runs) - 1) // 2]
-                chosen.server = spec.name
-                chosen.runs = [m.rps or 0.0 for m in runs]
-                results.append(chosen)
-                print(
-                    f"   {protocol} {workload}: {chosen.rps:,.0f} req/s, failed {chosen.failed}",
-                    flush=True,
-                )
-    except h.HarnessError as exc:
-        print(f"   failed to start: {exc}", flush=True)
-        for protocol, workload in cases:
-            results.append(Measurement(spec.name, protocol, workload, "failed to start"))
+    for protocol in h.PROTOCOLS:
+        if protocol not in spec.protocols:
+            results.extend(Measurement(spec.name, protocol, w, "n/a") for w in args.workloads)
+            continue
+        try:
+            with h.running_server(spec, logdir, pin=args.pin, ready=check) as server:
+                print(f"   {protocol}: started {' '.join(server.argv)}", flush=True)
+                for workload in args.workloads:
+                    results.append(measure_case(server, protocol, workload, args))
+        except h.HarnessError as exc:
+            print(f"   {protocol}: failed to start: {exc}", flush=True)
+            results.extend(
+                Measurement(spec.name, protocol, w, "failed to start") for w in args.workloads
+            )
     return results
+
+
+def measure_case(
+    server: h.RunningServer, protocol: str, workload: str, args: argparse.Namespace
+) -> Measurement:
+    name = server.spec.name
+    if not server.alive():
+        return Measurement(name, protocol, workload, "error: server died earlier")
+    runner = run_wrk if protocol == h.H1 else run_h2load
+    runs: list[Measurement] = []
+    for _ in range(args.repeat):
+        before = h.cpu_sample(server.process.pid)
+        try:
+            with tempfile.TemporaryDirectory(prefix="netkit-rest-") as tmp:
+                m = runner(server.port, workload, args, Path(tmp))
+        except h.HarnessError as exc:
+            print(f"   {protocol} {workload}: {exc}", flush=True)
+            continue
+        m.cpu = h.cpu_usage(before, h.cpu_sample(server.process.pid))
+        runs.append(m)
+        time.sleep(args.pause)
+    if not server.alive():
+        problem: str | None = f"server died: {h.last_error(server)}"
+    else:
+        problem = check(server.port, 5.0)
+    if not runs or problem is not None:
+        print(f"   {protocol} {workload}: {problem or 'no run completed'}", flush=True)
+        return Measurement(name, protocol, workload, f"error: {problem or 'no run completed'}")
+    runs.sort(key=lambda m: m.rps or 0.0)
+    chosen = runs[(len(runs) - 1) // 2]
+    chosen.server = name
+    chosen.runs = [m.rps or 0.0 for m in runs]
+    print(f"   {protocol} {workload}: {chosen.rps:,.0f} req/s, failed {chosen.failed}", flush=True)
+    return chosen
 
 
 def ratios(results: list[Measurement]) -> list[dict[str, object]]:
