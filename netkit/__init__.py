@@ -27,9 +27,15 @@ from .rest import APIConnectionError as APIConnectionError
 from .rest import APIError as APIError
 from .rest import APITimeout as APITimeout
 from .rest import BearerToken as BearerToken
+from .rest import Problem as Problem
+from .rest import Response as Response
+from .rest import RestAPI as RestAPI
 from .rest import RestClient as RestClient
 from .rest import RestClientError as RestClientError
+from .rest import RestConfig as RestConfig
+from .rest import RestRequest as RestRequest
 from .rest import RetryPolicy as RetryPolicy
+from .rest import StreamingResponse as StreamingResponse
 from .ws import WebSocket as WebSocket
 from .ws import WebSocketClosed as WebSocketClosed
 from .ws import WebSocketConfig as WebSocketConfig
@@ -51,16 +57,22 @@ __all__ = [
     "Headers",
     "LocalProtocolError",
     "NetkitError",
+    "Problem",
     "ProtocolError",
     "RemoteProtocolError",
     "Request",
     "RequestBodyTooLarge",
+    "Response",
+    "RestAPI",
     "RestClient",
     "RestClientError",
+    "RestConfig",
+    "RestRequest",
     "RetryPolicy",
     "Server",
     "ServerConfig",
     "StreamReset",
+    "StreamingResponse",
     "WebSocket",
     "WebSocketClosed",
     "WebSocketConfig",

@@ -2,7 +2,9 @@
 
 It routes exact ``(method, path)`` pairs to stream handlers and answers 404/405 itself;
 requests with a gRPC content type go to ``app.grpc`` (services added with
-``app.grpc.add_service``). REST resources and WebSocket endpoints plug in here as they land.
+``app.grpc.add_service``); paths no exact route claims go to ``app.rest`` (JSON resources
+added with ``app.rest.route``) once it has routes; WebSocket upgrades (HTTP/1.1 Upgrade or
+RFC 8441 extended CONNECT) on paths of ``app.ws`` endpoints go to ``app.ws``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, TypeVar, overload
 from .grpc import GRPCServer
 from .http import Handler, HTTPStream
 from .http._stream import error_body
+from .rest import RestAPI
 from .ws import WebSocketRoutes
 
 H = TypeVar("H", bound=Handler)
@@ -26,6 +29,8 @@ class App:
         self._routes: dict[str, dict[str, Handler]] = {}
         #: gRPC services on the same port: ``app.grpc.add_service(MyService())``.
         self.grpc = GRPCServer()
+        #: REST resources: ``app.rest.route("GET", "/v1/orders/{order_id:int}", get_order)``.
+        self.rest = RestAPI()
         #: WebSocket endpoints and the pub/sub hub: ``app.ws.endpoint(path, handler)``.
         self.ws = WebSocketRoutes()
 
@@ -56,6 +61,9 @@ class App:
             await self.ws(stream)
             return
         methods = self._routes.get(request.path)
+        if methods is None and self.rest:
+            await self.rest(stream)
+            return
         if methods is None:
             headers, body = error_body(404, f"no route for {request.path}")
             await stream.respond(404, headers, body)

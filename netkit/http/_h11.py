@@ -24,6 +24,7 @@ from ._config import ServerConfig
 from ._h2 import H2Connection
 from ._headers import Headers, HeadersLike, normalize
 from ._stream import (
+    BODYLESS_STATUSES,
     Handler,
     HTTPStream,
     Request,
@@ -105,7 +106,7 @@ class H11Stream(HTTPStream):
             raise LocalProtocolError("response headers already sent")
         pairs = normalize(headers)
         names = {k for k, _ in pairs}
-        if end_stream and b"content-length" not in names:
+        if end_stream and b"content-length" not in names and status not in BODYLESS_STATUSES:
             pairs.append((b"content-length", b"0"))
         elif b"content-length" not in names and b"transfer-encoding" not in names:
             self._chunked = self.request.http_version == "1.1" and not self._head
@@ -141,7 +142,8 @@ class H11Stream(HTTPStream):
         if self.headers_sent:
             raise LocalProtocolError("response headers already sent")
         pairs = normalize(headers)
-        pairs.append((b"content-length", str(len(body)).encode()))
+        if status not in BODYLESS_STATUSES:
+            pairs.append((b"content-length", str(len(body)).encode()))
         if self._conn.closing:
             pairs.append((b"connection", b"close"))
         data = self._continue_first(status) + self._encode(_response(status, pairs))

@@ -69,6 +69,7 @@ from ._h2_headers import MalformedHeaders, check_trailers, split_request
 from ._h2_settings import CompactSettings
 from ._headers import Headers, HeadersLike, normalize
 from ._stream import (
+    BODYLESS_STATUSES,
     Handler,
     HTTPStream,
     Request,
@@ -374,7 +375,9 @@ class H2Stream(HTTPStream):
         await self._conn.queue_and_wait()
 
     async def respond(self, status: int, headers: HeadersLike = (), body: bytes = b"") -> None:
-        pairs = [*normalize(headers), (b"content-length", str(len(body)).encode())]
+        pairs = normalize(headers)
+        if status not in BODYLESS_STATUSES:
+            pairs.append((b"content-length", str(len(body)).encode()))
         self._start_response(status, pairs, not body)
         if self.finished:
             await self._conn.queue_and_wait()

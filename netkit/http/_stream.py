@@ -32,6 +32,10 @@ log = logging.getLogger("netkit.server")
 Handler = Callable[["HTTPStream"], Awaitable[None]]
 """What the server calls once per request: ``async def handler(stream) -> None``."""
 
+#: Statuses whose responses never have a body; ``respond`` adds no ``content-length``
+#: to them (RFC 9110 §8.6 forbids it on 204; on 304 it would have to be the 200's length).
+BODYLESS_STATUSES = frozenset({204, 304})
+
 
 @attrs.frozen
 class Request:
@@ -206,10 +210,20 @@ def connect_protocols(handler: object) -> frozenset[str]:
     return frozenset(declared)
 
 
-def error_body(status: int, detail: str) -> tuple[list[tuple[str, str]], bytes]:
+def error_body(status: int, detail: str, **members: object) -> tuple[list[tuple[str, str]], bytes]:
+    """An ``application/problem+json`` (RFC 9457) answer: headers and body.
+
+    The server's own errors carry ``status`` and ``detail`` (an absent ``type`` means
+    ``about:blank``); upper layers add members such as ``type``, ``title`` or ``errors``
+    through ``members``. Never put exception text or tracebacks here.
+    """
     import json
 
-    body = json.dumps({"status": status, "detail": detail}).encode()
+    problem: dict[str, object] = {k: members.pop(k) for k in ("type", "title") if k in members}
+    problem["status"] = status
+    problem["detail"] = detail
+    problem.update(members)
+    body = json.dumps(problem).encode()
     return [("content-type", "application/problem+json")], body
 
 
