@@ -7,11 +7,14 @@
 cache fed by Watch. See docs/registry.md.
 """
 
+from ._agent import DiscoveryClient as DiscoveryClient
+from ._agent import RegistrationAgent as RegistrationAgent
 from ._backend import RegistryBackend as RegistryBackend
 from ._core import RegistryCore as RegistryCore
 from ._hub import Watcher as Watcher
 from ._log import ChangeLog as ChangeLog
 from ._memory import MemoryRegistry as MemoryRegistry
+from ._service import RegistryService as RegistryService
 from ._types import Address as Address
 from ._types import Change as Change
 from ._types import ChangeKind as ChangeKind
@@ -32,6 +35,7 @@ __all__ = [
     "Change",
     "ChangeKind",
     "ChangeLog",
+    "DiscoveryClient",
     "Health",
     "Instance",
     "InstanceNotFound",
@@ -39,12 +43,14 @@ __all__ = [
     "InvalidRegistration",
     "MemoryRegistry",
     "Metadata",
+    "RegistrationAgent",
     "RegistryBackend",
     "RegistryConfig",
     "RegistryCore",
     "RegistryError",
+    "RegistryService",
     "RegistryUnavailable",
     "Snapshot",
-    "Watcher",
     "WatchEvent",
+    "Watcher",
 ]

@@ -13,8 +13,10 @@ or reported critical) is removed. A heartbeat before removal makes it passing ag
 
 Expiry is driven by a heap of ``(when, seq, kind, key)`` deadlines, so the driver sleeps
 until :meth:`next_deadline` and :meth:`expire` touches only what is due: a heartbeat
-only moves the instance's deadline (O(1)); the stale heap entry, when it comes up, is
-pushed again at the new deadline. Each instance has at most one entry of each kind.
+only moves the instance's deadline (O(1)); its heap item, when it comes up early, is
+pushed again at the new deadline. An entry remembers when its live heap items are due
+(``ttl_at``, ``remove_at``): an earlier deadline (a re-registration with a shorter TTL)
+pushes a new item and leaves the old one stale, to be skipped.
 
 Self-preservation (Eureka's): when a batch of expirations would leave fewer than
 ``self_preservation_threshold`` of the instances live (and at least
@@ -66,8 +68,10 @@ class _Entry:
     lapsed: bool = False
     held: bool = False
     critical_since: float | None = None
-    ttl_queued: bool = False
-    remove_queued: bool = False
+    #: When this entry's heap items are due (None: not in the heap); other heap items
+    #: for the same key are stale and skipped.
+    ttl_at: float | None = None
+    remove_at: float | None = None
 
     @property
     def health(self) -> Health:
@@ -102,7 +106,9 @@ class RegistryCore:
     def instances(self, service: str | None = None) -> list[Instance]:
         """Every instance (of ``service``), healthy or not, by service then id."""
         found = [
-            e.instance for e in self._entries.values() if service is None or e.instance.service == service
+            e.instance
+            for e in self._entries.values()
+            if service is None or e.instance.service == service
         ]
         return sorted(found, key=lambda i: i.key)
 
@@ -152,7 +158,7 @@ class RegistryCore:
         )
         entry = _Entry(instance, spec.health, now + ttl)
         if old is not None:
-            entry.ttl_queued, entry.remove_queued = old.ttl_queued, old.remove_queued
+            entry.ttl_at, entry.remove_at = old.ttl_at, old.remove_at
             entry.critical_since = old.critical_since if old.health is Health.CRITICAL else None
         self._discard_marks(key)
         self._entries[key] = entry
@@ -198,12 +204,14 @@ class RegistryCore:
         due: list[_Entry] = []
         removals: list[Key] = []
         while self._heap and self._heap[0][0] <= now:
-            _, _, kind, key = heapq.heappop(self._heap)
+            when, _, kind, key = heapq.heappop(self._heap)
             entry = self._entries.get(key)
             if entry is None:
                 continue
             if kind == _TTL:
-                entry.ttl_queued = False
+                if when != entry.ttl_at:
+                    continue
+                entry.ttl_at = None
                 if entry.lapsed or entry.held:
                     continue
                 if entry.deadline > now:
@@ -211,7 +219,9 @@ class RegistryCore:
                 else:
                     due.append(entry)
             else:
-                entry.remove_queued = False
+                if when != entry.remove_at:
+                    continue
+                entry.remove_at = None
                 removals.append(key)
         if self._should_preserve(len(due)):
             if not self.preserving:
@@ -253,7 +263,7 @@ class RegistryCore:
             when = entry.critical_since + self.config.deregister_critical_after
             if when <= now:
                 changes.extend(self.deregister(*key))
-            elif not entry.remove_queued:
+            elif entry.remove_at is None or when < entry.remove_at:
                 self._push(when, _REMOVE, entry)
         return changes
 
@@ -282,7 +292,12 @@ class RegistryCore:
 
     @classmethod
     def load(
-        cls, data: dict[str, Any], now: float, *, elapsed: float = 0.0, config: RegistryConfig | None = None
+        cls,
+        data: dict[str, Any],
+        now: float,
+        *,
+        elapsed: float = 0.0,
+        config: RegistryConfig | None = None,
     ) -> RegistryCore:
         """The state :meth:`dump` saved, ``elapsed`` seconds later (deadlines keep running)."""
         core = cls(config, revision=int(data["revision"]))
@@ -310,7 +325,9 @@ class RegistryCore:
                 core._lapsed.add(entry.instance.key)
             core._queue_ttl(entry)
             if entry.critical_since is not None:
-                core._push(entry.critical_since + core.config.deregister_critical_after, _REMOVE, entry)
+                core._push(
+                    entry.critical_since + core.config.deregister_critical_after, _REMOVE, entry
+                )
         return core
 
     # -- internals ------------------------------------------------------------------------
@@ -323,12 +340,14 @@ class RegistryCore:
     def _push(self, when: float, kind: int, entry: _Entry) -> None:
         heapq.heappush(self._heap, (when, next(self._seq), kind, entry.instance.key))
         if kind == _TTL:
-            entry.ttl_queued = True
+            entry.ttl_at = when
         else:
-            entry.remove_queued = True
+            entry.remove_at = when
 
     def _queue_ttl(self, entry: _Entry) -> None:
-        if not entry.ttl_queued and not entry.lapsed:
+        if entry.lapsed:
+            return
+        if entry.ttl_at is None or entry.deadline < entry.ttl_at:
             self._push(entry.deadline, _TTL, entry)
 
     def _settle_critical(self, entry: _Entry, now: float) -> None:
@@ -338,8 +357,9 @@ class RegistryCore:
             return
         if entry.critical_since is None:
             entry.critical_since = now
-        if not entry.remove_queued:
-            self._push(entry.critical_since + self.config.deregister_critical_after, _REMOVE, entry)
+        when = entry.critical_since + self.config.deregister_critical_after
+        if entry.remove_at is None or when < entry.remove_at:
+            self._push(when, _REMOVE, entry)
 
     def _discard_marks(self, key: Key) -> None:
         self._lapsed.discard(key)

@@ -30,7 +30,10 @@ class MemoryRegistry(RegistryBackend):
     """
 
     def __init__(
-        self, config: RegistryConfig | None = None, *, snapshot_path: str | os.PathLike[str] | None = None
+        self,
+        config: RegistryConfig | None = None,
+        *,
+        snapshot_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config or RegistryConfig()
         self.snapshot_path = Path(snapshot_path) if snapshot_path is not None else None
@@ -85,7 +88,9 @@ class MemoryRegistry(RegistryBackend):
         if data.get("version") != SNAPSHOT_VERSION:
             return
         elapsed = max(0.0, time.time() - float(data["written_at"]))
-        self.core = RegistryCore.load(data, trio.current_time(), elapsed=elapsed, config=self.config)
+        self.core = RegistryCore.load(
+            data, trio.current_time(), elapsed=elapsed, config=self.config
+        )
         self._hub = self._new_hub()
 
     # -- operations -------------------------------------------------------------------------

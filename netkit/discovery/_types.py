@@ -38,7 +38,9 @@ class Address:
     """Where an instance listens, and what it speaks there ("rest", "grpc", "ws")."""
 
     host: str
-    port: int = attrs.field(validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(65535)))
+    port: int = attrs.field(
+        validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(65535))
+    )
     protocols: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
 
 
@@ -132,15 +134,15 @@ class RegistryConfig:
     #: Self-preservation (Eureka): expiry is suspended while fewer than this fraction of
     #: the instances are live, once at least ``self_preservation_min_instances`` are
     #: registered. ``None`` disables it.
-    self_preservation_threshold: float | None = attrs.field(
-        default=0.85,
-        validator=attrs.validators.optional(
-            attrs.validators.and_(attrs.validators.gt(0), attrs.validators.le(1))
-        ),
-    )
+    self_preservation_threshold: float | None = attrs.field(default=0.85)
     self_preservation_min_instances: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     #: How often expiry is re-examined while self-preservation holds it.
     self_preservation_recheck: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+
+    @self_preservation_threshold.validator
+    def _check_threshold(self, _: object, value: float | None) -> None:
+        if value is not None and not 0 < value <= 1:
+            raise ValueError(f"self_preservation_threshold must be in (0, 1], not {value}")
 
 
 class RegistryError(Exception):

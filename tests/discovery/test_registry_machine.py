@@ -97,7 +97,7 @@ class RegistryMachine(RuleBasedStateMachine):
 
     @initialize()
     def start(self) -> None:
-        self.now = self.step(lambda: trio.sleep(0)) or self.now
+        self.step(trio.lowlevel.checkpoint)
 
     # -- model time ---------------------------------------------------------------------
     def model_advance(self, now: float) -> None:
@@ -117,11 +117,15 @@ class RegistryMachine(RuleBasedStateMachine):
         health=st.sampled_from(list(Health)),
         port=st.integers(1, 3),
     )
-    def register(self, service: str, instance_id: str, ttl: float, health: Health, port: int) -> None:
+    def register(
+        self, service: str, instance_id: str, ttl: float, health: Health, port: int
+    ) -> None:
         spec = InstanceSpec(service, instance_id, Address("10.0.0.1", port), Metadata(), health)
+
         async def op() -> float:
             await self.registry.register(spec, ttl)
             return trio.current_time()
+
         at = self.step(op)
         old = self.model.get((service, instance_id))
         m = ModelInstance(spec, ttl, at, health)
@@ -141,6 +145,7 @@ class RegistryMachine(RuleBasedStateMachine):
             except InstanceNotFound:
                 return None
             return trio.current_time()
+
         at = self.step(op)
         m = self.model.get((service, instance_id))
         assert (at is None) == (m is None)
@@ -159,13 +164,17 @@ class RegistryMachine(RuleBasedStateMachine):
     def deregister(self, service: str, instance_id: str) -> None:
         async def op() -> bool:
             return (await self.registry.deregister(service, instance_id))[1]
+
         existed = self.step(op)
         assert existed == ((service, instance_id) in self.model)
         self.model.pop((service, instance_id), None)
 
     @rule(dt=st.sampled_from([0.25, 1.0, 2.5, 7.0]))
     def advance(self, dt: float) -> None:
-        self.step(lambda: trio.sleep(dt))
+        async def op() -> None:
+            await trio.sleep(dt)
+
+        self.step(op)
         self.model_advance(self.now)
 
     @precondition(lambda self: len(self.states) > 1)
@@ -176,9 +185,11 @@ class RegistryMachine(RuleBasedStateMachine):
         async def op() -> list[Any]:
             events: list[Any] = []
             async with self.registry.watch(service, since) as watcher:
+
                 async def collect() -> None:
                     async for event in watcher:
                         events.append(event)
+
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(collect)
                     await trio.testing.wait_all_tasks_blocked()
@@ -209,7 +220,9 @@ class RegistryMachine(RuleBasedStateMachine):
         for service in SERVICES:
             healthy = {i.key for i in core.discover(service)}
             assert healthy == {
-                k for k, m in self.model.items() if k[0] == service and m.health is not Health.CRITICAL
+                k
+                for k, m in self.model.items()
+                if k[0] == service and m.health is not Health.CRITICAL
             }
 
     @invariant()
