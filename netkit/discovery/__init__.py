@@ -11,6 +11,7 @@ from ._agent import DiscoveryClient as DiscoveryClient
 from ._agent import RegistrationAgent as RegistrationAgent
 from ._backend import RegistryBackend as RegistryBackend
 from ._core import RegistryCore as RegistryCore
+from ._etcd import EtcdRegistry as EtcdRegistry
 from ._hub import Watcher as Watcher
 from ._log import ChangeLog as ChangeLog
 from ._memory import MemoryRegistry as MemoryRegistry
@@ -36,6 +37,7 @@ __all__ = [
     "ChangeKind",
     "ChangeLog",
     "DiscoveryClient",
+    "EtcdRegistry",
     "Health",
     "Instance",
     "InstanceNotFound",
