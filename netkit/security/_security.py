@@ -53,7 +53,7 @@ def challenges(
         params = [f"realm={_quote(realm)}"]
         if error:
             params.append(f"error={_quote(error)}")
-        if description:
+        if error and description:
             # RFC 6750 limits error_description to printable ASCII without '"' and '\'.
             clean = "".join(c for c in description if 0x20 <= ord(c) < 0x7F and c not in '"\\')
             params.append(f"error_description={_quote(clean)}")
