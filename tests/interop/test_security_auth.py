@@ -71,9 +71,9 @@ async def test_rest_refusals_with_httpx() -> None:
         denied = await http.post("/v1/orders", json={"item": 1}, headers=bearer("bob-token"))
         assert denied.status_code == 403
         assert denied.json()["title"] == "Forbidden"
-        assert 'error="insufficient_scope", scope="orders:write"' in denied.headers[
-            "www-authenticate"
-        ]
+        assert (
+            'error="insufficient_scope", scope="orders:write"' in denied.headers["www-authenticate"]
+        )
         admin = await http.get("/v1/admin", headers=bearer("bob-token"))
         assert admin.status_code == 403
 
@@ -105,9 +105,11 @@ async def test_rest_with_curl_shows_the_challenge(curl: str) -> None:
     async with running_server(make_app()) as server:
         result = await run_tool([curl, "-sS", "-i", f"{base(server)}/v1/orders/1"])
         assert result.stdout.startswith(b"HTTP/1.1 401")
-        assert b'www-authenticate: Bearer realm="netkit"' in result.stdout.lower().replace(
-            b"realm", b"realm"
-        ) or b'www-authenticate: bearer realm="netkit"' in result.stdout.lower()
+        assert (
+            b'www-authenticate: Bearer realm="netkit"'
+            in result.stdout.lower().replace(b"realm", b"realm")
+            or b'www-authenticate: bearer realm="netkit"' in result.stdout.lower()
+        )
         ok = await run_tool(
             [curl, "-sS", "--http2-prior-knowledge", "-H", "Authorization: Bearer bob-token",
              f"{base(server)}/v1/orders/1"]
@@ -137,8 +139,9 @@ async def test_rest_client_refreshes_a_rejected_token() -> None:
 
 # -- JWT --------------------------------------------------------------------------------------
 async def test_jwt_es256_with_key_rotation_over_httpx() -> None:
-    old_key, new_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
-        ec.SECP256R1()
+    old_key, new_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
     )
     authn = JWTAuthenticator(
         {"k1": old_key.public_key()},

@@ -120,9 +120,7 @@ async def test_optional_client_certificate_falls_back_to_tokens(files: dict[str,
 
 
 # -- curl -----------------------------------------------------------------------------------
-async def test_curl_with_and_without_client_certificate(
-    curl: str, files: dict[str, Any]
-) -> None:
+async def test_curl_with_and_without_client_certificate(curl: str, files: dict[str, Any]) -> None:
     async with running_server(make_app(), ssl_context=mtls_server_context(files)) as server:
         target = url(server, "/v1/whoami")
         ok = await run_tool(
