@@ -36,6 +36,12 @@ from .rest import RestConfig as RestConfig
 from .rest import RestRequest as RestRequest
 from .rest import RetryPolicy as RetryPolicy
 from .rest import StreamingResponse as StreamingResponse
+from .security import PeerIdentity as PeerIdentity
+from .security import Policy as Policy
+from .security import Principal as Principal
+from .security import Security as Security
+from .security import client_context as client_context
+from .security import server_context as server_context
 from .ws import WebSocket as WebSocket
 from .ws import WebSocketClosed as WebSocketClosed
 from .ws import WebSocketConfig as WebSocketConfig
@@ -57,6 +63,9 @@ __all__ = [
     "Headers",
     "LocalProtocolError",
     "NetkitError",
+    "PeerIdentity",
+    "Policy",
+    "Principal",
     "Problem",
     "ProtocolError",
     "RemoteProtocolError",
@@ -69,6 +78,7 @@ __all__ = [
     "RestConfig",
     "RestRequest",
     "RetryPolicy",
+    "Security",
     "Server",
     "ServerConfig",
     "StreamReset",
@@ -76,6 +86,8 @@ __all__ = [
     "WebSocket",
     "WebSocketClosed",
     "WebSocketConfig",
+    "client_context",
     "respond_json",
     "serve",
+    "server_context",
 ]

@@ -7,7 +7,9 @@
     │   ├── LocalProtocolError        we (or the handler) tried to do something illegal
     │   └── RemoteProtocolError       the peer sent something illegal
     ├── HTTPStatusError               ends the request with an HTTP status (400, 413, ...)
-    │   └── RequestBodyTooLarge       the request body exceeded ``max_request_body_size`` (413)
+    │   ├── RequestBodyTooLarge       the request body exceeded ``max_request_body_size`` (413)
+    │   ├── Unauthenticated           no acceptable credentials (401; netkit/security/_errors.py)
+    │   └── PermissionDenied          authenticated but not allowed (403; same module)
     ├── StreamReset                   the stream was reset (by the peer, or by us after a stall)
     ├── ConnectionClosed              the connection went away while the handler used it
     └── RestClientError               a RestClient call failed (netkit/rest/_client_errors.py)

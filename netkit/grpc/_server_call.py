@@ -76,6 +76,20 @@ class ServerCall:
         #: Set by an interceptor or handler for logs and metrics; informational only.
         self.context: dict[str, Any] = {}
 
+    @property
+    def principal(self) -> Any:
+        """Who made the call, as an authenticating interceptor found it (None: nobody
+        said); stored on the stream, so HTTP-level code and logs see the same value."""
+        return self._stream.principal
+
+    @principal.setter
+    def principal(self, value: Any) -> None:
+        self._stream.principal = value
+
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The client's verified TLS certificate (``getpeercert()``), None without one."""
+        return self._stream.peer_certificate()
+
     # -- deadline ---------------------------------------------------------------------
     def time_remaining(self) -> float | None:
         """Seconds left before the deadline (to pass on to outgoing calls), or None."""

@@ -78,6 +78,9 @@ class HTTPStream(abc.ABC):
     stream_id: int = 0
     headers_sent: bool = False
     finished: bool = False
+    #: Who made the request, once an authenticator has said (``netkit.security``); read
+    #: by handlers and by the access log. None: not authenticated (or no authentication).
+    principal: Any = None
 
     def __init__(self, request: Request, max_body_size: int) -> None:
         self.request = request

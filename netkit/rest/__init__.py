@@ -8,8 +8,10 @@ runs httpx under trio; its retry rules live in the sans-I/O :class:`RetryPolicy`
 every failure is one of the typed errors below.
 """
 
+from ._api import Endpoint as Endpoint
 from ._api import EtagHook as EtagHook
 from ._api import RestAPI as RestAPI
+from ._api import RestGuard as RestGuard
 from ._api import RestHandler as RestHandler
 from ._caching import etag_for as etag_for
 from ._client import RestClient as RestClient
@@ -35,6 +37,7 @@ __all__ = [
     "APITimeout",
     "AuthProvider",
     "BearerToken",
+    "Endpoint",
     "EtagHook",
     "IdempotencyStore",
     "MemoryIdempotencyStore",
@@ -44,6 +47,7 @@ __all__ = [
     "RestClient",
     "RestClientError",
     "RestConfig",
+    "RestGuard",
     "RestHandler",
     "RestRequest",
     "RetryPolicy",

@@ -53,6 +53,9 @@ RestHandler = Callable[[RestRequest[Any]], Awaitable[Any]]
 """``async def handler(request: RestRequest[Body]) -> value | Response | StreamingResponse``"""
 EtagHook = Callable[[RestRequest[Any]], Awaitable[str | None]]
 """``async def current_etag(request) -> str | None``: the resource's tag now, ``None`` if absent."""
+RestGuard = Callable[[RestRequest[Any], "Endpoint"], Awaitable[None]]
+"""``async def guard(request, endpoint) -> None``: runs after routing, before the handler;
+raises :class:`Problem` to refuse (authentication, authorization, signatures)."""
 F = TypeVar("F", bound=RestHandler)
 
 log = logging.getLogger("netkit.server")
@@ -121,6 +124,8 @@ class RestAPI:
         self.shapes = Shapes()
         self._router: Router[Endpoint] = Router()
         self._openapi_body: bytes | None = None
+        self._head_guards: list[RestGuard] = []
+        self._body_guards: list[RestGuard] = []
 
     @property
     def router(self) -> Router[Endpoint]:
@@ -199,6 +204,17 @@ class RestAPI:
             return fn
 
         return register(handler) if handler is not None else register
+
+    def add_guard(self, guard: RestGuard, *, body: bool = False) -> None:
+        """Run ``guard(request, endpoint)`` on every routed request, before the handler.
+
+        Guards see the matched :class:`Endpoint` (its ``method`` and ``template``, not
+        the raw path) and run in the order added. Without ``body`` they run before the
+        body is read, so a refused client never gets to upload it; with ``body=True``
+        they run after every head guard, with the whole (size-bounded, decoded) body in
+        ``request.raw_body``, which the layer then decodes as usual (signature checks).
+        """
+        (self._body_guards if body else self._head_guards).append(guard)
 
     def get(self, template: str, **options: Any) -> Callable[[F], F]:
         decorator: Callable[[F], F] = self.route("GET", template, **options)
@@ -288,19 +304,24 @@ class RestAPI:
 
     async def _serve(self, stream: HTTPStream, ep: Endpoint, params: dict[str, Any]) -> None:
         method = stream.request.method
+        preread: bytes | None = None
+        if self._head_guards or self._body_guards:
+            preread = await self._guard(stream, ep, params)
         if ep.decoder is None and method not in _IDEMPOTENT_KEYED:
-            await self._run(stream, method, ep, RestRequest(stream, params, None, b""))
+            raw_body = b"" if preread is None else preread
+            await self._run(stream, method, ep, RestRequest(stream, params, None, raw_body))
             return
         wanted = _body_headers(stream)
         key = wanted.get(b"idempotency-key") if method in _IDEMPOTENT_KEYED else None
-        raw = b""
+        raw = b"" if preread is None else preread
         value: Any = None
         if ep.decoder is not None or key is not None:
-            raw = await read_body(
-                stream,
-                request_coding(wanted.get(b"content-encoding")),
-                self.config.max_decompressed_body_size,
-            )
+            if preread is None:
+                raw = await read_body(
+                    stream,
+                    request_coding(wanted.get(b"content-encoding")),
+                    self.config.max_decompressed_body_size,
+                )
             if ep.decoder is not None:
                 value = _decode(ep, raw, wanted.get(b"content-type"))
         request: RestRequest[Any] = RestRequest(stream, params, value, raw)
@@ -308,6 +329,24 @@ class RestAPI:
             await self._run(stream, method, ep, request)
             return
         await self._run_once(stream, method, ep, request, key)
+
+    async def _guard(
+        self, stream: HTTPStream, ep: Endpoint, params: dict[str, Any]
+    ) -> bytes | None:
+        """Run the guards; returns the body when a body guard needed it read."""
+        request: RestRequest[Any] = RestRequest(stream, params, None, b"")
+        for guard in self._head_guards:
+            await guard(request, ep)
+        if not self._body_guards:
+            return None
+        request.raw_body = await read_body(
+            stream,
+            request_coding(_body_headers(stream).get(b"content-encoding")),
+            self.config.max_decompressed_body_size,
+        )
+        for guard in self._body_guards:
+            await guard(request, ep)
+        return request.raw_body
 
     async def _run(
         self, stream: HTTPStream, method: str, ep: Endpoint, request: RestRequest[Any]

@@ -28,7 +28,7 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal
 
@@ -69,7 +69,9 @@ class RestClient:
     ``http2=True`` enables HTTP/2: negotiated by ALPN over TLS; over cleartext add
     ``http1=False`` for HTTP/2 with prior knowledge. ``transport`` replaces httpx's
     network transport (tests use ``httpx.MockTransport``); ``jitter`` is the source of
-    uniform numbers in [0, 1) for the backoff.
+    uniform numbers in [0, 1) for the backoff. ``request_hooks`` are awaited with each
+    attempt's ``httpx.Request`` just before it is sent, and may change its headers (e.g.
+    ``netkit.security.HMACSigner`` signs every attempt afresh).
 
     Use it as an async context manager (or call :meth:`aclose`): it owns a connection pool.
     """
@@ -87,6 +89,7 @@ class RestClient:
         verify: ssl.SSLContext | bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         jitter: Callable[[], float] = random.random,
+        request_hooks: Sequence[Callable[[httpx.Request], Awaitable[None]]] = (),
     ) -> None:
         self.retry = retry if retry is not None else RetryPolicy()
         self.auth = auth
@@ -101,6 +104,7 @@ class RestClient:
             http2=http2,
             verify=verify,
             transport=transport,
+            event_hooks={"request": list(request_hooks)},
         )
 
     @property

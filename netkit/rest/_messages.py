@@ -120,6 +120,11 @@ class RestRequest(Generic[B]):
         return self.stream.request.http_version
 
     @property
+    def principal(self) -> Any:
+        """Who made the request, as authentication found it (``stream.principal``)."""
+        return self.stream.principal
+
+    @property
     def query(self) -> dict[str, list[str]]:
         """Query parameters, each with all its values (parsed on first use)."""
         if self._query is None:

@@ -56,8 +56,12 @@ class EventsClient:
         buffer_size: int = 1024,
         connect_timeout: float = 10.0,
         max_message_size: int = 1024 * 1024,
+        auth: Any = None,
     ) -> None:
         self.url = url
+        #: An auth provider (``netkit.rest.AuthProvider``: ``await auth.headers()``),
+        #: asked before every connection, so a reconnect carries a fresh token.
+        self.auth = auth
         self.headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         self.ssl_context = ssl_context
         self.ping_interval = ping_interval
@@ -196,12 +200,19 @@ class EventsClient:
 
     async def _connect_and_serve(self, task_status: trio.TaskStatus[EventsClient] | None) -> None:
         async with trio.open_nursery() as nursery:
+            headers = self.headers
+            if self.auth is not None:
+                extra = await self.auth.headers()
+                headers = [
+                    *headers,
+                    *((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()),
+                ]
             with trio.fail_after(self.connect_timeout):
                 ws = await trio_websocket.connect_websocket_url(
                     nursery,
                     self.url,
                     self.ssl_context,
-                    extra_headers=self.headers,
+                    extra_headers=headers,
                     max_message_size=self.max_message_size,
                     message_queue_size=64,
                 )
