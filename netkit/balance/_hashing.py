@@ -35,9 +35,10 @@ def key_hash(key: str | bytes) -> int:
 class RingHash(Strategy):
     """A weighted consistent-hash ring (Ketama-style; Envoy's ring hash).
 
-    Each backend gets points on a 64-bit ring in proportion to its weight, at least
-    ``min_ring_size`` points in all (default 1,024, as Envoy); a key goes to the first
-    point clockwise from its hash.
+    Each unit of a backend's weight gets ``min_ring_size`` points (default 1,024, as
+    Envoy's minimum ring) on a 64-bit ring, so the ring always has at least that many;
+    a key goes to the first point clockwise from its hash. Unlike a ring of fixed size
+    shared out by weight, the surviving backends keep their points when one leaves.
     """
 
     name = "ring_hash"
@@ -53,9 +54,16 @@ class RingHash(Strategy):
 
     def rebuild(self, members: Sequence[BackendState]) -> None:
         total = sum(m.weight for m in members)
+        if not total:
+            self._hashes, self._owners = [], []
+            return
+        # A fixed number of points per unit of weight (not a share of a fixed-size
+        # ring): a backend joining or leaving then leaves the others' points where they
+        # are, and exactly the leaving backend's keys move.
+        per_weight = self.min_ring_size
         points: list[tuple[int, BackendState]] = []
         for member in members:
-            count = max(1, -(-self.min_ring_size * member.weight // total))
+            count = per_weight * member.weight
             name = member.backend.address.encode()
             points.extend((hash64(name + b"_" + str(i).encode()), member) for i in range(count))
         points.sort(key=lambda point: point[0])
