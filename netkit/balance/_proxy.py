@@ -305,6 +305,8 @@ class ReverseProxy:
             if result.end is not _End.RETRY:
                 break
             attempt += 1
+            if attempt > self.config.max_retries or not self.balancer.lb.may_retry():
+                break
             state = next_backend_after = self.balancer.pick(key=key, exclude=tuple(tried))
             if next_backend_after is None:
                 break
@@ -409,9 +411,9 @@ class ReverseProxy:
                 f"backend overloaded: {exc}",
             )
         except ConnectFailed as exc:
-            # Nothing was sent: any request may go elsewhere.
-            end = _End.RETRY if can_replay else _End.FAILED
-            return _Result(end, Outcome.LOCAL_FAILURE, 503, StatusCode.UNAVAILABLE, str(exc))
+            # Raised before any of the request was sent or read: it may go elsewhere,
+            # idempotent or not, streamed or not.
+            return _Result(_End.RETRY, Outcome.LOCAL_FAILURE, 503, StatusCode.UNAVAILABLE, str(exc))
         except _UpstreamError as exc:
             end = (
                 _End.RETRY
@@ -599,7 +601,8 @@ class ReverseProxy:
         try:
             head = [(b"host", request.authority.encode("latin-1")), *headers]
             if body is None:
-                head.append((b"transfer-encoding", b"chunked"))
+                if not any(n == b"content-length" for n, _ in head):
+                    head.append((b"transfer-encoding", b"chunked"))
             elif body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
                 head = [(n, v) for n, v in head if n != b"content-length"]
                 head.append((b"content-length", str(len(body)).encode()))

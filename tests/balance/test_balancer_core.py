@@ -45,7 +45,9 @@ class BalancerMachine(RuleBasedStateMachine):
         kwargs: dict = {"rng": random.Random(seed)}
         if name == "maglev":
             kwargs["table_size"] = 251
-        config = BalancerConfig(outlier=OutlierConfig(consecutive_failures=2, max_ejection_percent=50))
+        config = BalancerConfig(
+            outlier=OutlierConfig(consecutive_failures=2, max_ejection_percent=50)
+        )
         self.lb = LoadBalancer(make_strategy(name, **kwargs), config)
 
     @precondition(lambda self: self.lb is not None)
@@ -139,7 +141,9 @@ def test_without_panic_no_backend_means_none() -> None:
 
 def test_outlier_ejection_grows_with_repeats_and_is_capped() -> None:
     outlier = OutlierConfig(
-        consecutive_failures=3, base_ejection_time=10, max_ejection_time=25,
+        consecutive_failures=3,
+        base_ejection_time=10,
+        max_ejection_time=25,
         max_ejection_percent=100,
     )
     lb, members = lb_with(3, outlier=outlier)
@@ -157,19 +161,25 @@ def test_outlier_ejection_grows_with_repeats_and_is_capped() -> None:
 
 
 def test_a_success_resets_the_consecutive_count() -> None:
-    lb, members = lb_with(3, outlier=OutlierConfig(consecutive_failures=3, max_ejection_percent=100))
+    lb, members = lb_with(
+        3, outlier=OutlierConfig(consecutive_failures=3, max_ejection_percent=100)
+    )
     bad = members[0]
-    for outcome in [Outcome.LOCAL_FAILURE, Outcome.SERVER_ERROR, Outcome.SUCCESS,
-                    Outcome.LOCAL_FAILURE, Outcome.SERVER_ERROR, Outcome.CANCELLED]:
+    for outcome in [
+        Outcome.LOCAL_FAILURE,
+        Outcome.SERVER_ERROR,
+        Outcome.SUCCESS,
+        Outcome.LOCAL_FAILURE,
+        Outcome.SERVER_ERROR,
+        Outcome.CANCELLED,
+    ]:
         lb.start(bad, 0.0)
         lb.end(bad, 0.0, outcome)
     assert not bad.ejected(0.0)
 
 
 def test_never_eject_more_than_the_maximum_percentage() -> None:
-    lb, members = lb_with(
-        6, outlier=OutlierConfig(consecutive_failures=1, max_ejection_percent=34)
-    )
+    lb, members = lb_with(6, outlier=OutlierConfig(consecutive_failures=1, max_ejection_percent=34))
     for m in members:
         lb.start(m, 0.0)
         lb.end(m, 0.0, Outcome.LOCAL_FAILURE)

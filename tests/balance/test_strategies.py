@@ -39,9 +39,7 @@ def test_smooth_wrr_gives_each_backend_exactly_its_weight_per_cycle(weights, see
     wrr.rebuild(members)
     total = sum(weights)
     for _ in range(3):  # every cycle of sum(weights) picks, not just the first
-        counts = Counter(
-            id(wrr.pick(members, [float(w) for w in weights])) for _ in range(total)
-        )
+        counts = Counter(id(wrr.pick(members, [float(w) for w in weights])) for _ in range(total))
         assert [counts[id(m)] for m in members] == weights
 
 
