@@ -796,6 +796,9 @@ class ReverseProxy:
         grace = self.config.websocket_relay_grace
 
         async def copy(src: trio.abc.Stream, dst: trio.abc.Stream, scope: trio.CancelScope) -> None:
+            # One direction ending (cleanly or not) must not cut off the other one, which
+            # may still carry the peer's last frames (the close handshake): it gets
+            # ``grace`` seconds more.
             try:
                 while data := await src.receive_some(_CHUNK):
                     await dst.send_all(data)
@@ -804,8 +807,7 @@ class ReverseProxy:
                 else:
                     await dst.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                scope.cancel()
-                return
+                pass
             scope.deadline = min(scope.deadline, trio.current_time() + grace)
 
         async with trio.open_nursery() as nursery:
