@@ -300,3 +300,15 @@ class _Front:
 
 def _front(f: object) -> Any:
     return _Front(f.port)  # type: ignore[attr-defined]
+
+
+async def test_netkit_balancer_cli_with_curl() -> None:
+    from .test_grpc_interop import NETKIT, background
+
+    curl = tool("curl")
+    async with running_server() as hello:
+        args = [*NETKIT, "balancer", "--port", "0", "--backend", f"127.0.0.1:{hello.port}"]
+        args += ["--health-check", "http:/hello", "--strategy", "least_outstanding"]
+        async with background(args, "netkit balancer") as proxy:
+            result = await run_tool([curl, "-s", f"http://127.0.0.1:{proxy.port}/hello"])
+    assert json.loads(result.stdout) == {"message": "hello, world"}
