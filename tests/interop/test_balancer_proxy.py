@@ -166,33 +166,35 @@ async def test_circuit_breaker_answers_503_at_once() -> None:
 
 # -- gRPC -------------------------------------------------------------------------------
 async def test_grpc_streaming_through_the_proxy_and_a_backend_killed_mid_stream() -> None:
-    async with fleet(2, strategy=RoundRobin(random.Random(0))) as f:
-        async with open_channel("127.0.0.1", f.port) as channel:
-            stub = EchoStub(channel)
-            reply = await stub.Unary(echo_pb2.EchoRequest(payload=b"hi"), timeout=5)
-            assert reply.payload == b"hi"
-            async with stub.Bidi.open(timeout=5) as call:
-                for word in (b"a", b"b", b"c"):
-                    await call.send_message(echo_pb2.EchoRequest(payload=word))
-                    assert (await call.recv_message()).payload == word
-                await call.end()
-                assert await call.recv_message() is None
-            # A bidirectional stream, then the backend it went to dies mid-stream.
-            async with stub.Bidi.open(timeout=5) as call:
-                await call.send_message(echo_pb2.EchoRequest(payload=b"x"))
-                await call.recv_message()
-                busy = [s.outstanding for s in f.proxy.balancer.lb.members]
-                victim = busy.index(1)
-                f.kill(victim)
-                with pytest.raises(GRPCError) as info, trio.fail_after(5):
-                    while True:
-                        await call.send_message(echo_pb2.EchoRequest(payload=b"y"))
-                        await call.recv_message()
-                assert info.value.code == StatusCode.UNAVAILABLE
-            # The next calls go to the surviving backend.
-            for _ in range(3):
-                reply = await stub.Unary(echo_pb2.EchoRequest(payload=b"again"), timeout=5)
-                assert reply.payload == b"again"
+    async with (
+        fleet(2, strategy=RoundRobin(random.Random(0))) as f,
+        open_channel("127.0.0.1", f.port) as channel,
+    ):
+        stub = EchoStub(channel)
+        reply = await stub.Unary(echo_pb2.EchoRequest(payload=b"hi"), timeout=5)
+        assert reply.payload == b"hi"
+        async with stub.Bidi.open(timeout=5) as call:
+            for word in (b"a", b"b", b"c"):
+                await call.send_message(echo_pb2.EchoRequest(payload=word))
+                assert (await call.recv_message()).payload == word
+            await call.end()
+            assert await call.recv_message() is None
+        # A bidirectional stream, then the backend it went to dies mid-stream.
+        async with stub.Bidi.open(timeout=5) as call:
+            await call.send_message(echo_pb2.EchoRequest(payload=b"x"))
+            await call.recv_message()
+            busy = [s.outstanding for s in f.proxy.balancer.lb.members]
+            victim = busy.index(1)
+            f.kill(victim)
+            with pytest.raises(GRPCError) as info, trio.fail_after(5):
+                while True:
+                    await call.send_message(echo_pb2.EchoRequest(payload=b"y"))
+                    await call.recv_message()
+            assert info.value.code == StatusCode.UNAVAILABLE
+        # The next calls go to the surviving backend.
+        for _ in range(3):
+            reply = await stub.Unary(echo_pb2.EchoRequest(payload=b"again"), timeout=5)
+            assert reply.payload == b"again"
 
 
 async def test_grpc_deadline_is_propagated_and_enforced() -> None:
