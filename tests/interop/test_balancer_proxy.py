@@ -130,11 +130,7 @@ async def test_a_hanging_backend_times_out_and_is_ejected() -> None:
     balancer_config = BalancerConfig(
         outlier=OutlierConfig(consecutive_failures=2, max_ejection_percent=50)
     )
-    async with (
-        fleet(2, strategy=RoundRobin(random.Random(0)), config=config, config_=None)
-        if False
-        else fleet(2, strategy=RoundRobin(random.Random(0)), config=config) as f
-    ):
+    async with fleet(2, strategy=RoundRobin(random.Random(0)), config=config) as f:
         f.proxy.balancer.lb.config = balancer_config
         f.behaviours[0].hang = True
         async with httpx.AsyncClient(timeout=5) as client:
