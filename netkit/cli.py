@@ -6,6 +6,8 @@
     serve gRPC's interop TestService; flags as gRPC's interop servers have them.
 ``netkit interop-client --server_host H --server_port N --test_case NAME [...]``
     run gRPC's interop test cases (``all`` for every one) against any gRPC server.
+``netkit balancer --backend HOST:PORT[;weight=N][;protocol=h1]... [--port N] [...]``
+    a reverse proxy balancing REST, gRPC and WebSocket over the backends (docs/balancer.md).
 ``netkit codegen [-I DIR]... [--out DIR] FILE.proto...``
     generate protobuf messages and netkit service classes (``netkit.grpc.codegen``).
 
@@ -164,6 +166,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", default="WARNING")
 
+    p = sub.add_parser(
+        "balancer", parents=[common], help="reverse proxy balancing REST, gRPC and WebSocket"
+    )
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument(
+        "--backend",
+        action="append",
+        required=True,
+        help="HOST:PORT[;weight=N][;protocol=h1|h2], repeatable",
+    )
+    p.add_argument("--strategy", default="peak_ewma", help="peak_ewma (default), round_robin...")
+    p.add_argument("--hash-key", help="for ring_hash/maglev: 'ip' or 'header:NAME'")
+    p.add_argument(
+        "--health-check", help="tcp, http:/PATH or grpc[:SERVICE] (default: none, passive only)"
+    )
+    p.add_argument("--health-interval", type=float, default=5.0)
+
     # Dispatched before parsing (see main); listed here for ``netkit --help``.
     sub.add_parser("codegen", help="generate messages and netkit services from .proto files")
     return parser
@@ -220,6 +239,60 @@ def _run_server(
             banner=banner,
         )
     )
+    return 0
+
+
+def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if bool(args.certfile) != bool(args.keyfile):
+        parser.error("--certfile and --keyfile go together")
+    from .balance import (
+        Backend,
+        Balancer,
+        HealthCheckConfig,
+        ProxyConfig,
+        ReverseProxy,
+        StaticBackends,
+        make_strategy,
+    )
+
+    try:
+        backends = [Backend.parse(spec) for spec in args.backend]
+        strategy = make_strategy(args.strategy)
+    except ValueError as exc:
+        parser.error(str(exc))
+    health = None
+    if args.health_check:
+        kind, _, rest = args.health_check.partition(":")
+        if kind not in ("tcp", "http", "grpc"):
+            parser.error("--health-check is tcp, http:/PATH or grpc[:SERVICE]")
+        extra = {"path": rest or "/healthz"} if kind == "http" else {"grpc_service": rest}
+        health = HealthCheckConfig(kind=kind, interval=args.health_interval, **extra)
+    proxy = ReverseProxy(
+        Balancer(StaticBackends(backends), strategy, health=health),
+        ProxyConfig(hash_key=args.hash_key),
+    )
+    ssl_context = _server_ssl_context(args.certfile, args.keyfile)
+    scheme = "https" if ssl_context else "http"
+
+    config = ServerConfig(max_connections=args.max_connections, shutdown_grace=args.shutdown_grace)
+    _raise_fd_limit(args.max_connections + 64)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(proxy.run)
+            await _serve_until_signalled(
+                proxy,
+                args.host,
+                args.port,
+                ssl_context=ssl_context,
+                config=config,
+                banner=lambda server: (
+                    f"netkit balancer ({scheme}, {len(backends)} backend(s)) on port {server.port}"
+                ),
+            )
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
     return 0
 
 
@@ -285,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": _serve,
         "interop-server": _interop_server,
         "interop-client": _interop_client,
+        "balancer": _balancer,
     }
     return commands[args.command](args, parser)
 

@@ -1,0 +1,112 @@
+"""``Balancer``: the sans-I/O :class:`LoadBalancer` kept up to date by trio tasks.
+
+``await nursery.start(balancer.run)`` follows the source's snapshots (returning once
+the first one is applied), runs one health-check task per backend (started when the
+backend joins, cancelled when it leaves) and tells listeners (the proxy's pools, a
+client's subchannels) about membership changes within the same snapshot. Requests
+use the synchronous core directly: ``pick``/``start``/``end`` with ``trio.current_time()``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import trio
+
+from ._backend import Backend, BackendState
+from ._balancer import LoadBalancer, MembershipChange, Outcome
+from ._config import BalancerConfig
+from ._health import HealthCheckConfig, Probe, run_health_checks
+from ._source import BackendSource
+from ._strategies import PeakEWMA, Strategy
+
+Listener = Callable[[MembershipChange], None]
+
+
+class Balancer:
+    """A :class:`LoadBalancer` fed by a :class:`BackendSource`, with active health checks.
+
+    ``health=None`` runs no active checks (passive outlier detection still applies).
+    ``probe_factory`` replaces the probes (tests): it gets a backend, returns a probe.
+    """
+
+    def __init__(
+        self,
+        source: BackendSource,
+        strategy: Strategy | None = None,
+        config: BalancerConfig | None = None,
+        *,
+        health: HealthCheckConfig | None = None,
+        probe_factory: Callable[[Backend], Probe] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.source = source
+        self.lb = LoadBalancer(strategy or PeakEWMA(), config)
+        self.health = health
+        self._probe_factory = probe_factory
+        self._rng = rng or random.Random()
+        self._checks: dict[Backend, trio.CancelScope] = {}
+        self._listeners: list[Listener] = []
+        #: Set each time a snapshot has been applied (tests and tools wait on it).
+        self.snapshots_applied = 0
+        self._changed = trio.Event()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(change)`` after every membership change."""
+        self._listeners.append(listener)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Balancer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            started = False
+            async for snapshot in self.source.snapshots():
+                change = self.lb.update(snapshot, trio.current_time())
+                for state in change.removed:
+                    scope = self._checks.pop(state.backend, None)
+                    if scope is not None:
+                        scope.cancel()
+                if self.health is not None:
+                    for state in change.added:
+                        nursery.start_soon(self._check, state.backend)
+                for listener in self._listeners:
+                    listener(change)
+                self.snapshots_applied += 1
+                self._changed.set()
+                self._changed = trio.Event()
+                if not started:
+                    started = True
+                    task_status.started(self)
+            nursery.cancel_scope.cancel()
+
+    async def wait_changed(self) -> None:
+        """Wait for the next applied snapshot."""
+        await self._changed.wait()
+
+    async def _check(self, backend: Backend) -> None:
+        assert self.health is not None
+        with trio.CancelScope() as scope:
+            self._checks[backend] = scope
+            probe = self._probe_factory(backend) if self._probe_factory else None
+            await run_health_checks(
+                backend, self.health, self.lb.set_healthy, probe=probe, rng=self._rng
+            )
+
+    # -- the per-request API (synchronous, trio's clock) --------------------------------
+    def pick(
+        self, *, key: int | None = None, exclude: tuple[BackendState, ...] = ()
+    ) -> BackendState | None:
+        return self.lb.pick(trio.current_time(), key=key, exclude=exclude)
+
+    def start(self, state: BackendState, *, retry: bool = False) -> float:
+        """Count a request as started on ``state``; returns the start time."""
+        now = trio.current_time()
+        self.lb.start(state, now, retry=retry)
+        return now
+
+    def end(
+        self, state: BackendState, started: float, outcome: Outcome, *, retry: bool = False
+    ) -> None:
+        now = trio.current_time()
+        self.lb.end(state, now, outcome, latency=now - started, retry=retry)
