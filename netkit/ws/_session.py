@@ -487,7 +487,7 @@ class WebSocket:
 
     def _feed_wsproto(self, data: bytes | bytearray) -> CloseConnection | None:
         ws = self._ws
-        ws.receive_data(data)
+        ws.receive_data(data)  # type: ignore[arg-type]  # bytes-like is fine
         inbox = self._inbox
         queued = len(inbox)
         close = None
