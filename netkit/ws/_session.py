@@ -75,6 +75,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError as WsprotoLocalError
 
 from ..http import Request
+from ..http._tunnel import ConnectionTunnel, ReceiveInterrupted
 from ..wire.ws_frames import (
     OP_BINARY,
     OP_CLOSE,
@@ -160,6 +161,10 @@ class WebSocket:
         self._receives = 0
         self._left: trio.Event | None = None
         self._read_scope: trio.CancelScope | None = None
+        self._handler_reading = False
+        self._interruptible = (
+            tunnel if isinstance(tunnel, ConnectionTunnel) and tunnel.interruptible else None
+        )
         self._inbox: deque[str | bytes] = deque()
         self._inbox_wake: trio.Event | None = None
         self._reader_wake: trio.Event | None = None
@@ -271,7 +276,8 @@ class WebSocket:
 
     def _release(self) -> None:
         self._writing = False
-        self._write_lot.unpark()
+        if self._write_lot:
+            self._write_lot.unpark()
 
     async def _send_event(self, event: Event) -> None:
         await self._acquire()
@@ -311,6 +317,8 @@ class WebSocket:
     def _stop_handler_read(self) -> None:
         if self._read_scope is not None:
             self._read_scope.cancel()
+        elif self._handler_reading and self._interruptible is not None:
+            self._interruptible.interrupt_receive()
 
     async def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): close frame, half-close, then linger."""
@@ -368,17 +376,26 @@ class WebSocket:
         """Read once and act on what came; only one task reads at a time."""
         self._reading = True
         try:
-            if in_handler:
-                # Cancelled once our close frame is out, so the handler sees the close at
-                # once and the reader task takes over the lingering reads.
-                data = None
-                with trio.CancelScope() as self._read_scope:
-                    data = await self._tunnel.receive_some(max(self._need, _READ_SIZE))
-                self._read_scope = None
-                if data is None:
-                    return
-            else:
+            if not in_handler:
                 data = await self._tunnel.receive_some(max(self._need, _READ_SIZE))
+            elif self._interruptible is not None:
+                # Interrupted once our close frame is out, so that the handler sees the
+                # close at once and the reader task takes over the lingering reads.
+                self._handler_reading = True
+                try:
+                    data = await self._tunnel.receive_some(max(self._need, _READ_SIZE))
+                except ReceiveInterrupted:
+                    return
+                finally:
+                    self._handler_reading = False
+            else:  # the same with a cancel scope, for other transports
+                maybe: bytes | bytearray | None = None
+                with trio.CancelScope() as self._read_scope:
+                    maybe = await self._tunnel.receive_some(max(self._need, _READ_SIZE))
+                self._read_scope = None
+                if maybe is None:
+                    return
+                data = maybe
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         finally:
