@@ -15,7 +15,7 @@ descriptor itself: trio's ``SocketStream`` spends, per call, two context manager
 successful ``send`` — about half the CPU of a small WebSocket echo. Here a read waits
 for readability (that wait is the checkpoint) and then reads once; a write that the
 kernel takes whole costs one ``write`` and a cancellation check, and yields to the
-scheduler once per 16 KiB written (each write counting 256 bytes more), as HTTP/2's
+scheduler once per 256 KiB written (each write counting 256 bytes more), like HTTP/2's
 small writes do. A write the kernel cannot take whole goes through the connection's own
 write path (trio's ``send_all``, bounded by ``write_timeout``). TLS and any other
 transport use the transport's methods.
@@ -150,7 +150,7 @@ class ConnectionTunnel(trio.abc.HalfCloseableStream):
 
 
 _READ_SIZE = 64 * 1024
-_YIELD_EVERY = 16 * 1024
+_YIELD_EVERY = 256 * 1024
 _CLOSED_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
 
 

@@ -149,7 +149,11 @@ class WebSocket:
         self._ws = Connection(ConnectionType.SERVER, extensions=[limits, *handshake.extensions])
         # Reading: the frame splitter's state (see "Frames" above).
         self._rx = bytearray()
+        #: Bytes still missing from a partial frame (0 if none).
         self._need = 0
+        #: How much to read at least: the last complete frame's size when it was large,
+        #: so that a stream of large messages costs one read each, not two.
+        self._hint = _READ_SIZE
         self._slow = False
         self._fragmented = False
         self._parts: list[Any] = []
@@ -377,13 +381,13 @@ class WebSocket:
         self._reading = True
         try:
             if not in_handler:
-                data = await self._tunnel.receive_some(max(self._need, _READ_SIZE))
+                data = await self._tunnel.receive_some(max(self._need, self._hint))
             elif self._interruptible is not None:
                 # Interrupted once our close frame is out, so that the handler sees the
                 # close at once and the reader task takes over the lingering reads.
                 self._handler_reading = True
                 try:
-                    data = await self._tunnel.receive_some(max(self._need, _READ_SIZE))
+                    data = await self._tunnel.receive_some(max(self._need, self._hint))
                 except ReceiveInterrupted:
                     return
                 finally:
@@ -391,7 +395,7 @@ class WebSocket:
             else:  # the same with a cancel scope, for other transports
                 maybe: bytes | bytearray | None = None
                 with trio.CancelScope() as self._read_scope:
-                    maybe = await self._tunnel.receive_some(max(self._need, _READ_SIZE))
+                    maybe = await self._tunnel.receive_some(max(self._need, self._hint))
                 self._read_scope = None
                 if maybe is None:
                     return
@@ -455,6 +459,7 @@ class WebSocket:
                 if pos > end:
                     self._need, pos = pos - end, start
                     break
+                self._hint = max(_READ_SIZE, pos - start + 64)
                 opcode = header.opcode
                 if (
                     header.fin
