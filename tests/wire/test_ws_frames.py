@@ -12,7 +12,6 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 from netkit.wire import ws_frames
 from netkit.wire.ws_frames import FrameHeader, encode_frame, parse_header
 
-
 #: Payloads of every length class (7-bit, 16-bit, 64-bit) without drawing 64 KiB of bytes.
 LONG = st.integers(120, 70_000).map(lambda n: (bytes(range(256)) * (n // 256 + 1))[:n])
 

@@ -69,7 +69,8 @@ async def test_frames_in_any_chunks_with_pings_between_fragments(
         pings = 0
         for message, points, ping_after in messages:
             bounds = sorted({min(p, len(message)) for p in points} - {0, len(message)})
-            parts = [message[a:b] for a, b in zip([0, *bounds], [*bounds, len(message)])]
+            ends = zip([0, *bounds], [*bounds, len(message)], strict=True)
+            parts = [message[a:b] for a, b in ends]
             for i, part in enumerate(parts):
                 wire += client.frame(part, fin=i == len(parts) - 1)
                 if i < len(ping_after) and ping_after[i]:
