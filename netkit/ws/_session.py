@@ -74,7 +74,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError as WsprotoLocalError
 
-from ..http import Request
+from ..http import Request, Server, current_server
 from ..http._tunnel import ConnectionTunnel, ReceiveInterrupted
 from ..wire.ws_frames import (
     OP_BINARY,
@@ -637,6 +637,11 @@ class WebSocket:
             return
         await self.close(1000)
 
+    async def _going_away(self, server: Server) -> None:
+        """Server shutdown: close with 1001 and let the closing handshake finish."""
+        await server.wait_shutdown()
+        await self._send_close(1001, "server shutting down")
+
     async def _close_watchdog(self) -> None:
         """Once a close frame went out, the connection ends within ``close_timeout``."""
         await self._closing.wait()
@@ -654,6 +659,9 @@ class WebSocket:
                     nursery.start_soon(self._heartbeat, self.config.ping_interval)
                 nursery.start_soon(self._run_handler, handler)
                 nursery.start_soon(self._close_watchdog)
+                server = current_server()
+                if server is not None:
+                    nursery.start_soon(self._going_away, server)
                 await self._finished.wait()
                 nursery.cancel_scope.cancel()
         finally:
