@@ -547,17 +547,17 @@ class WebSocket:
         inbox = self._inbox
         limit = self.config.receive_queue_size
         while True:
-            # While the handler keeps coming back to receive(), it reads for itself.
-            seen = -1
+            # While the handler keeps coming back to receive(), it reads for itself: this
+            # task wakes once per _HANDOFF at most, not once per message.
             while not self._close_sent:
                 if self._in_receive:
                     self._left = trio.Event()
                     await self._left.wait()
-                elif self._receives != seen:
-                    seen = self._receives
-                    await trio.sleep(_HANDOFF)
-                else:
-                    break  # away for _HANDOFF: read for it
+                # It has just left receive() (or never came): give it _HANDOFF to return.
+                seen = self._receives
+                await trio.sleep(_HANDOFF)
+                if not self._in_receive and self._receives == seen:
+                    break  # away for a whole _HANDOFF: read for it
             while True:
                 while len(inbox) >= limit and not self._close_sent:
                     self._paused_since_ping = True
