@@ -18,7 +18,7 @@ hits every server rather than the one measured at that moment.
 
 Usage::
 
-    .venv/bin/python benchmarks/ws_run.py [--duration 6] [--rounds 3]
+    .venv/bin/python benchmarks/ws_run.py [--duration 12] [--rounds 6]
                                           [--only netkit,websockets] [--json out.json]
 
 A shared machine makes absolute numbers noisy: compare the ratios within one run.
@@ -148,8 +148,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds per test")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=12.0, help="seconds per test")
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--only", default=",".join(SERVERS))
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--json", type=Path)

@@ -12,9 +12,10 @@ calls per frame.
   It never rejects anything: :attr:`FrameHeader.plain` tells the caller whether the
   frame is one it may handle itself; anything else goes to wsproto, which fails the
   connection with the right close code.
-* :func:`unmask` XORs a payload with its 4-byte key: with the ``websockets`` package's
-  C ``apply_mask`` when it is installed (``pip install netkit[speedups]``), else with
-  four ``bytes.translate`` calls over strided slices (no per-byte Python loop).
+* :func:`unmask` XORs a payload with its 4-byte key with four ``bytes.translate`` calls
+  over strided slices (no per-byte Python loop). ``netkit.ws`` uses the ``websockets``
+  package's C ``apply_mask`` instead when it is installed (``pip install
+  netkit[speedups]``); this module stays standard-library only.
 * :func:`encode_frame` writes one unmasked (server) frame.
 
 Nothing here imports trio or the rest of netkit.
@@ -22,7 +23,6 @@ Nothing here imports trio or the rest of netkit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 OP_CONTINUATION = 0x0
@@ -114,20 +114,9 @@ def unmask_translate(payload: bytes | bytearray | memoryview, mask: bytes) -> by
     return bytes(data)
 
 
-def _load_c_unmask() -> Callable[[bytes | bytearray | memoryview, bytes], bytes] | None:
-    try:
-        from websockets.speedups import apply_mask  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # pragma: no cover - depends on what is installed
-        return None
-    c_apply: Callable[[bytes | bytearray | memoryview, bytes], bytes] = apply_mask
-    return c_apply
-
-
-#: The C unmasking function when the optional accelerator is installed, else None.
-c_unmask = _load_c_unmask()
-
-#: XOR a payload with its mask (see the module docstring for which implementation).
-unmask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = c_unmask or unmask_translate
+#: XOR a payload with its mask, in pure Python (``netkit.ws`` swaps in a C version when
+#: the optional accelerator is installed).
+unmask = unmask_translate
 
 
 def encode_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:

@@ -83,8 +83,8 @@ from ..wire.ws_frames import (
     OP_TEXT,
     encode_frame,
     parse_header,
-    unmask,
 )
+from ._accel import unmask
 from ._config import WebSocketConfig
 from ._errors import WebSocketClosed
 from ._extensions import FrameLimits
@@ -154,6 +154,8 @@ class WebSocket:
         #: How much to read at least: the last complete frame's size when it was large,
         #: so that a stream of large messages costs one read each, not two.
         self._hint = _READ_SIZE
+        #: Frames of up to 125 bytes are within both limits (the usual case).
+        self._small_frames_ok = min(config.max_frame_size, config.max_message_size) >= 125
         self._slow = False
         self._fragmented = False
         self._parts: list[Any] = []
@@ -443,10 +445,39 @@ class WebSocket:
         inbox = self._inbox
         queued = len(inbox)
         close = None
+        message: str | bytes
         pos, end = 0, len(buf)
         view = memoryview(buf)
+        small = self._small_frames_ok
         try:
             while pos < end:
+                # The commonest frame of all, checked on its first two bytes: FIN, no RSV,
+                # text or binary, masked, a 7-bit length. Anything else: the general path.
+                b0 = buf[pos]
+                if (
+                    (b0 == 0x81 or b0 == 0x82)
+                    and small
+                    and not self._fragmented
+                    and end - pos >= 6
+                    and 0x80 <= buf[pos + 1] < 0xFE
+                ):
+                    start = pos
+                    pos += 6 + (buf[pos + 1] & 0x7F)
+                    if pos <= end:
+                        payload = unmask(view[start + 6 : pos], bytes(view[start + 2 : start + 6]))
+                        if b0 == 0x82:
+                            message = payload
+                        else:
+                            try:
+                                message = payload.decode("utf-8")
+                            except UnicodeDecodeError:  # wsproto closes with 1007
+                                close = self._feed_wsproto_for_good(bytes(view[start:]))
+                                pos = end
+                                break
+                        if not self._close_sent:
+                            inbox.append(message)
+                        continue
+                    pos = start  # incomplete: the general path below says what is missing
                 header = parse_header(buf, pos)
                 if header is None:
                     self._need = 14
@@ -472,7 +503,7 @@ class WebSocket:
                     payload = unmask(view[start + header.size : pos], header.mask)
                     if opcode == OP_TEXT:
                         try:
-                            message: str | bytes = payload.decode("utf-8")
+                            message = payload.decode("utf-8")
                         except UnicodeDecodeError:  # wsproto closes with 1007
                             close = self._feed_wsproto_for_good(bytes(view[start:]))
                             pos = end

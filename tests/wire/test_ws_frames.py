@@ -11,6 +11,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from netkit.wire import ws_frames
 from netkit.wire.ws_frames import FrameHeader, encode_frame, parse_header
+from netkit.ws._accel import c_unmask
 
 #: Payloads of every length class (7-bit, 16-bit, 64-bit) without drawing 64 KiB of bytes.
 LONG = st.integers(120, 70_000).map(lambda n: (bytes(range(256)) * (n // 256 + 1))[:n])
@@ -20,7 +21,7 @@ def naive_xor(payload: bytes, mask: bytes) -> bytes:
     return bytes(b ^ k for b, k in zip(payload, itertools.cycle(mask), strict=False))
 
 
-UNMASKERS = [ws_frames.unmask_translate] + ([ws_frames.c_unmask] if ws_frames.c_unmask else [])
+UNMASKERS = [ws_frames.unmask_translate] + ([c_unmask] if c_unmask else [])
 
 
 @pytest.mark.parametrize("unmask", UNMASKERS)

@@ -195,3 +195,18 @@ async def test_pings_are_answered_while_the_handler_is_busy(transport: str) -> N
             while len(got) < 3:  # noqa: ASYNC110 - the handler owns the list
                 await trio.sleep(0.01)
         assert got == ["one", "two", "three"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_limits_below_a_small_frame_still_apply(transport: str) -> None:
+    config = WebSocketConfig(max_message_size=10, ping_interval=None)
+    async with connection(transport, app_with(echo, config)) as stream:
+        client = FrameClient(stream)
+        await client.handshake()
+        await client.send(client.frame("0123456789"))
+        with trio.fail_after(5):
+            await client.until(lambda: client.messages == ["0123456789"])
+        await client.send(client.frame("0123456789!"))  # 11 bytes: a "small" frame
+        with trio.fail_after(5):
+            await client.until(lambda: client.close_code is not None)
+        assert client.close_code == 1009
