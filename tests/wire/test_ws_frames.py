@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -26,7 +27,9 @@ UNMASKERS = [ws_frames.unmask_translate] + ([c_unmask] if c_unmask else [])
 
 @pytest.mark.parametrize("unmask", UNMASKERS)
 @given(payload=st.binary(max_size=300) | LONG, mask=st.binary(min_size=4, max_size=4))
-def test_unmask_is_xor_with_the_repeated_key(unmask, payload: bytes, mask: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_unmask_is_xor_with_the_repeated_key(
+    unmask: Callable[[bytes | memoryview, bytes], bytes], payload: bytes, mask: bytes
+) -> None:
     assert unmask(payload, mask) == naive_xor(payload, mask)
     assert unmask(memoryview(b"--" + payload)[2:], mask) == naive_xor(payload, mask)
 
