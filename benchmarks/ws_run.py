@@ -1,19 +1,26 @@
 """WebSocket: netkit against trio-websocket and websockets, in one run, one client.
 
-Each server (benchmarks/apps/ws_servers.py) runs in its own subprocess, pinned to CPU 0
-when ``taskset`` exists; the client — the ``websockets`` library's synchronous client
-(C-accelerated framing), the same for every server — runs here:
+Each server (benchmarks/apps/ws_servers.py) runs in its own subprocess, pinned to the
+server CPU when ``taskset`` exists; the client — the ``websockets`` library's synchronous
+client (C-accelerated framing), the same for every server — runs here, on the client CPU:
 
 * echo round-trips/s: one connection, 32-byte text messages, one at a time;
 * echo MB/s: one connection, 64 KiB binary messages, one at a time (bytes sent + received);
+* server CPU per message (from /proc/PID/stat, user + system): what the machine's other
+  load moves least, printed beside each rate;
 * fan-out (netkit only, the peers have no hub): 1,000 subscriber connections on
   ``/events`` (plain sockets, frames written by hand to keep the client cheap), one
-  publish, time until the last subscriber has read its message.
+  publish, time until the last subscriber has read its message; the median of five
+  publishes.
+
+All servers run at once and are measured in ``--rounds`` interleaved rounds (the order
+rotating), each server's median kept, so that a burst of load elsewhere on the machine
+hits every server rather than the one measured at that moment.
 
 Usage::
 
-    .venv/bin/python benchmarks/ws_run.py [--duration 5] [--only netkit,websockets]
-                                          [--json out.json]
+    .venv/bin/python benchmarks/ws_run.py [--duration 12] [--rounds 6]
+                                          [--only netkit,websockets] [--json out.json]
 
 A shared machine makes absolute numbers noisy: compare the ratios within one run.
 """
@@ -26,12 +33,13 @@ import json
 import os
 import selectors
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _harness import can_pin, free_port, pinned, stop
+from _harness import CLIENT_CPU, SERVER_CPU, can_pin, free_port, pinned, stop
 from websockets.sync.client import connect
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +50,7 @@ def start(impl: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     argv = pinned(
         [sys.executable, str(HERE / "apps" / "ws_servers.py"), impl, str(port)],
-        0 if can_pin() else None,
+        SERVER_CPU if can_pin() else None,
     )
     proc = subprocess.Popen(
         argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -58,14 +66,22 @@ def start(impl: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError(f"{impl} did not start")
 
 
-def echo_rate(port: int, size: int, duration: float) -> tuple[float, float]:
-    """(round trips per second, MB/s both ways) on one connection."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def echo_rate(port: int, pid: int, size: int, duration: float) -> tuple[float, float, float]:
+    """(round trips per second, MB/s both ways, server CPU microseconds per round trip)."""
     message: str | bytes = "x" * size if size <= 1024 else os.urandom(size)
     with connect(f"ws://127.0.0.1:{port}/echo", compression=None, max_size=None) as ws:
         for _ in range(50):  # warm up
             ws.send(message)
             ws.recv()
         count = 0
+        cpu = cpu_seconds(pid)
         start = time.perf_counter()
         end = start + duration
         while time.perf_counter() < end:
@@ -74,7 +90,8 @@ def echo_rate(port: int, size: int, duration: float) -> tuple[float, float]:
                 ws.recv()
             count += 20
         elapsed = time.perf_counter() - start
-    return count / elapsed, 2 * count * size / elapsed / 1e6
+        cpu = cpu_seconds(pid) - cpu
+    return count / elapsed, 2 * count * size / elapsed / 1e6, cpu / count * 1e6
 
 
 def _frame(text: str) -> bytes:
@@ -102,27 +119,36 @@ def _subscriber(port: int) -> socket.socket:
     return sock
 
 
-def fan_out(port: int, subscribers: int) -> float:
-    """Seconds from sending one publish until every subscriber has read its message."""
+def fan_out(port: int, subscribers: int, publishes: int = 5) -> float:
+    """Median seconds from sending one publish until every subscriber has read it."""
     socks = [_subscriber(port) for _ in range(subscribers)]
     try:
         selector = selectors.DefaultSelector()
         for sock in socks:
             selector.register(sock, selectors.EVENT_READ)
+        times = []
         with connect(f"ws://127.0.0.1:{port}/events", compression=None) as publisher:
-            waiting = set(socks)
-            start = time.perf_counter()
-            publisher.send('{"v":1,"type":"publish","id":2,"topic":"bench.fanout","data":"x"}')
-            got: dict[socket.socket, bytes] = {}
-            while waiting:
-                for key, _ in selector.select(timeout=10):
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    got[sock] = got.get(sock, b"") + sock.recv(65536)
-                    if b'"message"' in got[sock]:
-                        waiting.discard(sock)
-                        selector.unregister(sock)
-            return time.perf_counter() - start
+            for n in range(publishes):
+                marker = f'"x{n}"'.encode()
+                waiting = set(socks)
+                got: dict[socket.socket, bytes] = {}
+                start = time.perf_counter()
+                publisher.send(
+                    f'{{"v":1,"type":"publish","id":{n + 2},"topic":"bench.fanout","data":"x{n}"}}'
+                )
+                while waiting:
+                    for key, _ in selector.select(timeout=10):
+                        sock = key.fileobj
+                        assert isinstance(sock, socket.socket)
+                        if sock not in waiting:
+                            sock.recv(65536)
+                            continue
+                        got[sock] = got.get(sock, b"") + sock.recv(65536)
+                        if marker in got[sock]:
+                            waiting.discard(sock)
+                times.append(time.perf_counter() - start)
+                time.sleep(0.2)  # let the publisher's ack and the writers settle
+        return statistics.median(times)
     finally:
         for sock in socks:
             sock.close()
@@ -132,7 +158,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=12.0, help="seconds per test")
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--only", default=",".join(SERVERS))
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--json", type=Path)
@@ -141,24 +168,54 @@ def main() -> int:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
-    report: dict[str, dict[str, float]] = {}
-    for impl in args.only.split(","):
-        proc, port = start(impl)
-        try:
-            rtt, _ = echo_rate(port, 32, args.duration)
-            _, mbps = echo_rate(port, 64 * 1024, args.duration)
-            row = {"round_trips_per_s": round(rtt), "mb_per_s_64k": round(mbps, 1)}
-            if impl == "netkit":
-                row["fanout_ms"] = round(fan_out(port, args.subscribers) * 1000, 1)
-            report[impl] = row
-            print(f"{impl:15} {row}", flush=True)
-        finally:
+    if can_pin():
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    impls = args.only.split(",")
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    samples: dict[str, dict[str, list[float]]] = {impl: {} for impl in impls}
+    try:
+        for impl in impls:
+            servers[impl] = start(impl)
+        slice_ = args.duration / args.rounds
+        for r in range(args.rounds):
+            for impl in impls[r % len(impls) :] + impls[: r % len(impls)]:
+                proc, port = servers[impl]
+                rtt, _, cpu32 = echo_rate(port, proc.pid, 32, slice_)
+                _, mbps, cpu64k = echo_rate(port, proc.pid, 64 * 1024, slice_)
+                row = {"rtt": rtt, "cpu32": cpu32, "mbps": mbps, "cpu64k": cpu64k}
+                for key, value in row.items():
+                    samples[impl].setdefault(key, []).append(value)
+        report: dict[str, dict[str, float]] = {}
+        for impl in impls:
+            med = {key: statistics.median(values) for key, values in samples[impl].items()}
+            report[impl] = {
+                "round_trips_per_s": round(med["rtt"]),
+                "server_us_per_round_trip_32": round(med["cpu32"], 1),
+                "mb_per_s_64k": round(med["mbps"], 1),
+                "server_us_per_round_trip_64k": round(med["cpu64k"], 1),
+            }
+        if "netkit" in servers:
+            _, port = servers["netkit"]
+            report["netkit"]["fanout_ms"] = round(fan_out(port, args.subscribers) * 1000, 1)
+    finally:
+        for proc, _ in servers.values():
             stop(proc)
-    if "websockets" in report and "netkit" in report:
-        ref, us = report["websockets"], report["netkit"]
-        rtt_ratio = us["round_trips_per_s"] / ref["round_trips_per_s"]
-        mbps_ratio = us["mb_per_s_64k"] / ref["mb_per_s_64k"]
-        print(f"netkit / websockets: round trips x{rtt_ratio:.2f}, MB/s x{mbps_ratio:.2f}")
+    for impl, row in report.items():
+        print(f"{impl:15} {row}", flush=True)
+    for peer in ("websockets", "trio-websocket"):
+        if peer in report and "netkit" in report:
+            ref, us = report[peer], report["netkit"]
+            rtt_ratio = us["round_trips_per_s"] / ref["round_trips_per_s"]
+            mbps_ratio = us["mb_per_s_64k"] / ref["mb_per_s_64k"]
+            cpu_ratio = (
+                ref["server_us_per_round_trip_32"] / us["server_us_per_round_trip_32"],
+                ref["server_us_per_round_trip_64k"] / us["server_us_per_round_trip_64k"],
+            )
+            print(
+                f"netkit / {peer}: round trips x{rtt_ratio:.2f}, MB/s x{mbps_ratio:.2f}; "
+                f"server CPU per message x{cpu_ratio[0]:.2f} (32 B), x{cpu_ratio[1]:.2f} "
+                "(64 KiB) (above 1: netkit uses less)"
+            )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -7,6 +7,7 @@ from ._client_config import ClientConfig as ClientConfig
 from ._config import ServerConfig as ServerConfig
 from ._headers import Headers as Headers
 from ._server import Server as Server
+from ._server import current_server as current_server
 from ._server import serve as serve
 from ._stream import Handler as Handler
 from ._stream import HTTPStream as HTTPStream
@@ -22,5 +23,6 @@ __all__ = [
     "Request",
     "Server",
     "ServerConfig",
+    "current_server",
     "serve",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import ssl
+from contextvars import ContextVar
 from typing import Protocol
 
 import attrs
@@ -77,6 +78,27 @@ class Server:
     def shutting_down(self) -> bool:
         return self._shutdown.is_set()
 
+    async def wait_shutdown(self) -> None:
+        """Return once a graceful shutdown has begun (at once if it already has).
+
+        For long-lived sessions the HTTP layer cannot end by itself (a WebSocket, a
+        tunnel): they watch this to say goodbye in their own protocol within
+        ``config.shutdown_grace``, rather than be cancelled when it runs out.
+        """
+        await self._shutdown.wait()
+
+
+_current: ContextVar[Server] = ContextVar("netkit.http.current_server")
+
+
+def current_server() -> Server | None:
+    """The :class:`Server` whose connection the calling task serves, or None.
+
+    Set for every task ``serve`` starts (connections, handlers and what they spawn), so
+    an upper layer can reach ``Server.wait_shutdown`` without the HTTP layer knowing it.
+    """
+    return _current.get(None)
+
 
 def _protocol_for_alpn(transport: trio.SSLStream[trio.SocketStream]) -> str:
     return "h2" if transport.selected_alpn_protocol() == "h2" else "http/1.1"
@@ -113,6 +135,7 @@ async def serve(
         ssl_context.set_alpn_protocols(["h2", "http/1.1"])
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=config.backlog)
     server = Server(config=config, listeners=listeners)
+    _current.set(server)  # serve runs in its own task: inherited by its children only
     slots = trio.Semaphore(config.max_connections)
     scheme = "https" if ssl_context is not None else "http"
 

@@ -40,6 +40,10 @@ class WebSocketConfig:
     - ``close_timeout``: how long the closing handshake may take before the connection
       is dropped anyway.
     - ``compression``: accept permessage-deflate when the client offers it.
+    - ``max_target_size`` / ``max_header_count``: the upgrade request's target (path and
+      query) in characters, and its number of header fields; over them the handshake
+      is refused with 414 / 431 (the HTTP layer's ``max_header_size`` bounds the whole
+      head before either is looked at).
     """
 
     max_message_size: int = attrs.field(default=1024 * 1024, validator=_pos_int)
@@ -50,3 +54,5 @@ class WebSocketConfig:
     ping_timeout: float = attrs.field(default=20.0, validator=_pos_num)
     close_timeout: float = attrs.field(default=5.0, validator=_pos_num)
     compression: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    max_target_size: int = attrs.field(default=8192, validator=_pos_int)
+    max_header_count: int = attrs.field(default=128, validator=_pos_int)

@@ -10,8 +10,9 @@ what to answer with (headers for ``accept_tunnel``) and the extensions to run, o
 * HTTP/2 (RFC 8441 §4/§5): ``CONNECT`` with ``:protocol websocket`` and version 13; no
   key and no accept (the stream itself proves the server understood); answered 200.
 
-A wrong version gets 426 with ``Sec-WebSocket-Version: 13`` (RFC 6455 §4.4); anything else
-malformed gets 400.
+A wrong version gets 426 with ``Sec-WebSocket-Version: 13`` (RFC 6455 §4.4); a target
+over ``max_target_size`` 414, more than ``max_header_count`` header fields 431; anything
+else malformed gets 400.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def check_handshake(
 ) -> Handshake:
     """Validate ``request`` as a WebSocket opening handshake; raise HandshakeRefused if not."""
     headers = request.headers
+    # The HTTP layer bounds the whole head (max_header_size, 431); these are the
+    # WebSocket endpoint's own, tighter limits, the ones websockets' server applies.
+    if len(request.target) > config.max_target_size:
+        raise HandshakeRefused(414, "request target too long")
+    if len(headers) > config.max_header_count:
+        raise HandshakeRefused(431, "too many header fields")
     response: list[tuple[str, str]] = []
     if request.http_version == "2":
         if request.method != "CONNECT" or request.protocol != "websocket":

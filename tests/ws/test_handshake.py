@@ -117,6 +117,8 @@ def test_config_is_frozen_and_validated() -> None:
         {"ping_timeout": -1},
         {"ping_interval": 0},
         {"compression": "yes"},
+        {"max_target_size": 0},
+        {"max_header_count": -3},
     ]:
         with pytest.raises((ValueError, TypeError)):
             WebSocketConfig(**bad)  # type: ignore[arg-type]
