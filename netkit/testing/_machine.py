@@ -19,15 +19,26 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ClassVar, Generic, TypeVar
 
 import trio
 import trio.testing
-from hypothesis.stateful import RuleBasedStateMachine
+from hypothesis.stateful import (
+    INITIALIZE_RULE_MARKER,
+    INVARIANT_MARKER,
+    PRECONDITIONS_MARKER,
+    RULE_MARKER,
+    RuleBasedStateMachine,
+)
 
 from ._runner import TrioRunner
 
 T = TypeVar("T")
+
+_MARKERS = (RULE_MARKER, INITIALIZE_RULE_MARKER, INVARIANT_MARKER)
+#: Other hypothesis attributes a decorated function carries (kept on the bridge).
+_CARRIED = (PRECONDITIONS_MARKER,)
 
 
 def _bridge(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,21 +71,25 @@ class TrioStateMachine(RuleBasedStateMachine):
         super().__init__()
         self.runner = TrioRunner(step_timeout=self.step_timeout)
 
-    @classmethod
-    def setup_state(cls) -> Any:
-        """Hypothesis' per-class rule table, with every ``async`` function bridged."""
-        cache = RuleBasedStateMachine._setup_state_per_class
-        if cls in cache:
-            return cache[cls]
-        state = super().setup_state()
-        state = dataclasses.replace(
-            state,
-            rules=[_bridged(rule) for rule in state.rules],
-            initializers=[_bridged(rule) for rule in state.initializers],
-            invariants=[_bridged(inv) for inv in state.invariants],
-        )
-        cache[cls] = state
-        return state
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Bridge the class's ``async`` rules, invariants and initializers.
+
+        Each is replaced by a synchronous method carrying the same hypothesis marker, so
+        hypothesis runs it like any rule, and a printed failure (``state.rule(...)``)
+        can be replayed by calling the methods by hand.
+        """
+        super().__init_subclass__(**kwargs)
+        for name, value in list(vars(cls).items()):
+            for marker in _MARKERS:
+                spec = getattr(value, marker, None)
+                if spec is None or not inspect.iscoroutinefunction(spec.function):
+                    continue
+                bridged = _bridge(spec.function)
+                setattr(bridged, marker, dataclasses.replace(spec, function=bridged))
+                for extra in _CARRIED:
+                    if hasattr(value, extra):
+                        setattr(bridged, extra, getattr(value, extra))
+                setattr(cls, name, bridged)
 
     # -- the loop --------------------------------------------------------------------------
     @property
@@ -94,6 +109,27 @@ class TrioStateMachine(RuleBasedStateMachine):
         """``await nursery.start(component, *args)`` in the example's nursery."""
         return await self.nursery.start(component, *args)
 
+    async def hold(self, manager: AbstractAsyncContextManager[T]) -> Held[T]:
+        """Enter ``manager`` in a background task and keep it open across rules.
+
+        Returns a :class:`Held` whose ``value`` is what ``async with`` gave and whose
+        ``close()`` leaves the block normally (its ``__aexit__`` runs un-cancelled).
+        Anything still held when the example ends is cancelled with the rest.
+        """
+        held: Held[T] = Held()
+
+        async def keep(task_status: trio.TaskStatus[None]) -> None:
+            try:
+                async with manager as value:
+                    held.value = value
+                    task_status.started()
+                    await held._release.wait()
+            finally:
+                held._closed.set()
+
+        await self.nursery.start(keep)
+        return held
+
     async def cleanup(self) -> None:
         """Runs in the loop before the example's tasks are cancelled (default: nothing)."""
 
@@ -105,7 +141,20 @@ class TrioStateMachine(RuleBasedStateMachine):
             self.runner.close()
 
 
-def _bridged(rule: Any) -> Any:
-    """The same rule (or invariant) with its function bridged if it is ``async``."""
-    bridged = _bridge(rule.function)
-    return rule if bridged is rule.function else dataclasses.replace(rule, function=bridged)
+class Held(Generic[T]):
+    """An async context manager kept open by :meth:`TrioStateMachine.hold`."""
+
+    value: T
+
+    def __init__(self) -> None:
+        self._release = trio.Event()
+        self._closed = trio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def close(self) -> None:
+        """Leave the ``async with`` block and wait until its exit has run."""
+        self._release.set()
+        await self._closed.wait()
