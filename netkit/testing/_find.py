@@ -35,18 +35,21 @@ def find_failure(
     *,
     max_examples: int = 100,
     stateful_step_count: int = 30,
-    invariants: frozenset[str] = frozenset(),
+    invariants: frozenset[str] | None = None,
 ) -> Failure | None:
     """Run ``machine`` deterministically (derandomized); its shrunk failure, or None.
 
-    ``invariants`` names the machine's invariant methods, so that their printed checks
-    are left out of ``steps`` (they are always in ``report``).
+    ``invariants`` names the methods whose printed checks are left out of ``steps``
+    (default: the machine's invariants; they are always in ``report``).
     """
+    if invariants is None:
+        invariants = invariant_names(machine)
     lines: list[str] = []
     config = settings(
         max_examples=max_examples,
         stateful_step_count=stateful_step_count,
         derandomize=True,
+        report_multiple_bugs=False,
         deadline=None,
         database=None,
         phases=[Phase.generate, Phase.shrink],
