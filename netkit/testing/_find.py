@@ -59,7 +59,9 @@ def find_failure(
         try:
             run_state_machine_as_test(machine, settings=config)
         except Exception as error:
-            lines.extend(line for note in getattr(error, "__notes__", ()) for line in note.splitlines())
+            lines.extend(
+                line for note in getattr(error, "__notes__", ()) for line in note.splitlines()
+            )
             steps = tuple(
                 line
                 for line in lines

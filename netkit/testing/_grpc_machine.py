@@ -29,6 +29,7 @@ connections, idle GOAWAYs and races (actions applied before the system settles).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar
@@ -138,10 +139,14 @@ class CallMachine(TrioStateMachine):
         self.channel: Channel = held.value
 
     # -- the client side ---------------------------------------------------------------------
-    async def _run_call(self, side: _Call, timeout: float | None, task_status: Any) -> None:
+    async def _run_call(self, side: _Call, seconds: float | None, task_status: Any) -> None:
         try:
             async with self.channel.call(
-                PROBE_PATH, BytesValue, BytesValue, timeout=timeout, metadata=[("x-call", str(side.number))]
+                PROBE_PATH,
+                BytesValue,
+                BytesValue,
+                timeout=seconds,
+                metadata=[("x-call", str(side.number))],
             ) as call:
                 side.call = call
                 async with trio.open_nursery() as nursery:
@@ -171,7 +176,7 @@ class CallMachine(TrioStateMachine):
 
     # -- rules -----------------------------------------------------------------------------
     @rule(target=calls, timeout=st.none() | st.sampled_from(TIMEOUTS))
-    async def open_call(self, timeout: float | None) -> int:
+    async def open_call(self, timeout: float | None) -> int:  # noqa: ASYNC109 (the call's)
         number = next(self.numbers)
         deadline = trio.current_time() + timeout if timeout is not None else float("inf")
         side = self.sides[number] = _Call(number, deadline)
@@ -188,10 +193,8 @@ class CallMachine(TrioStateMachine):
             return
         payload = b"%d:%d|%s" % (number, len(side.sent), command)
         side.sent.append(payload)
-        try:
+        with contextlib.suppress(GRPCError):  # the reader sees the outcome too
             await side.call.send_message(BytesValue(value=payload))
-        except GRPCError:
-            pass  # the outcome is seen by the reader too
         if command.startswith(b"abort="):
             self._end(side, StatusCode(int(command[6:])))
         elif command == b"finish":
@@ -203,10 +206,8 @@ class CallMachine(TrioStateMachine):
         if side.expected is not None or side.half_closed or side.call is None:
             return
         side.half_closed = True
-        try:
+        with contextlib.suppress(GRPCError):
             await side.call.end()
-        except GRPCError:
-            pass
         self._end(side, StatusCode.OK)
 
     @rule(number=calls)

@@ -64,7 +64,9 @@ class MemoryServer:
         self.pairs: list[tuple[trio.abc.Stream, trio.abc.Stream]] = []
         self._nursery: trio.Nursery | None = None
 
-    async def run(self, *, task_status: trio.TaskStatus[MemoryServer] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[MemoryServer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Hold the connections' nursery until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -148,7 +150,7 @@ async def http1_request(
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
+                conn.receive_data(bytes(await stream.receive_some(65536)))
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code

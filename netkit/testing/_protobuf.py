@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
@@ -44,7 +44,7 @@ def protobuf_messages(
     return _message(message_class.DESCRIPTOR, message_class, max_depth, max_repeated, allow_nan)
 
 
-def _scalar(field: FieldDescriptor, allow_nan: bool) -> st.SearchStrategy[Any]:
+def _scalar(field: Any, allow_nan: bool) -> st.SearchStrategy[Any]:
     kind = field.type
     if kind in _INT_RANGES:
         low, high = _INT_RANGES[kind]
@@ -65,7 +65,7 @@ def _scalar(field: FieldDescriptor, allow_nan: bool) -> st.SearchStrategy[Any]:
 
 
 def _message(
-    descriptor: Descriptor, cls: type[Any] | None, depth: int, max_repeated: int, allow_nan: bool
+    descriptor: Any, cls: type[Any] | None, depth: int, max_repeated: int, allow_nan: bool
 ) -> st.SearchStrategy[Any]:
     @st.composite
     def build(draw: st.DrawFn) -> Any:
@@ -98,7 +98,7 @@ def _synthetic(oneof: Any) -> bool:
 def _set(
     draw: st.DrawFn,
     message: Any,
-    field: FieldDescriptor,
+    field: Any,
     depth: int,
     max_repeated: int,
     allow_nan: bool,
@@ -115,7 +115,9 @@ def _set(
                 if depth <= 0:
                     continue
                 target[key].CopyFrom(
-                    draw(_message(value_field.message_type, None, depth - 1, max_repeated, allow_nan))
+                    draw(
+                        _message(value_field.message_type, None, depth - 1, max_repeated, allow_nan)
+                    )
                 )
             else:
                 target[key] = draw(_scalar(value_field, allow_nan))

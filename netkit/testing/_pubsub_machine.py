@@ -4,8 +4,8 @@ Several clients connect to an App's pub/sub endpoint over in-memory WebSocket
 connections (trio-websocket, HTTP/1.1 Upgrade) and stay connected across rules. Rules:
 ``connect``, ``disconnect`` (a clean close), ``subscribe`` / ``unsubscribe`` (a pattern
 with ``*`` and ``>``; each followed by a *probe*: server code publishes to a topic the
-pattern covers, so a wrong subscription table shows at once), ``publish`` from a client (through the envelope) or from server
-code (``app.ws.hub.publish``), and ``advance`` (mock time passes: heartbeats and idle
+pattern covers, so a wrong subscription table shows at once), ``publish`` from a client
+(through the envelope) or from server code (``app.ws.hub.publish``), and ``advance`` (mock time passes: heartbeats and idle
 timers run). Every rule settles, so the server has answered before the next one.
 
 Invariants, checked after every rule:
@@ -182,7 +182,9 @@ class PubSubMachine(TrioStateMachine):
         acked = [r.id for r in client.replies if isinstance(r, env.Ack)]
         errors = [r for r in client.replies if isinstance(r, env.Error)]
         assert not errors, f"{client.name}: error replies {errors}"
-        assert acked == client.sent_ids, f"{client.name}: acks {acked} for requests {client.sent_ids}"
+        assert acked == client.sent_ids, (
+            f"{client.name}: acks {acked} for requests {client.sent_ids}"
+        )
         expected = self.expected[client.name]
         assert client.messages == expected, (
             f"{client.name} received {client.messages}, expected {expected} "

@@ -80,7 +80,9 @@ def replay(start: dict[Key, Instance], since: int, events: list[Any]) -> dict[Ke
             del state[event.instance.key]
         else:
             added = event.kind is ChangeKind.ADDED
-            assert added == (event.instance.key not in state), f"{event.kind} for {event.instance.key}"
+            assert added == (event.instance.key not in state), (
+                f"{event.kind} for {event.instance.key}"
+            )
             state[event.instance.key] = event.instance
     return state
 

@@ -119,7 +119,7 @@ class TrioRunner:
         if self._done is not None:
             raise LoopCrashed("the trio loop has ended") from _error_of(self._done)
         box: list[outcome.Outcome[T]] = []
-        self._calls.append((lambda: fn(*args), box, settle))  # type: ignore[arg-type]
+        self._calls.append((lambda: fn(*args), box, settle))
         self._pump(lambda: bool(box))
         if box and isinstance(box[0], outcome.Error) and isinstance(box[0].error, trio.Cancelled):
             self._pump(lambda: False)  # cancelled from outside the call: the loop is ending

@@ -144,7 +144,9 @@ def h2_frame_sequences(
         opened: list[int] = []
         for _ in range(draw(st.integers(0, max_frames))):
             kind = draw(
-                st.sampled_from(["headers", "data", "rst", "window", "ping", "priority", "settings"])
+                st.sampled_from(
+                    ["headers", "data", "rst", "window", "ping", "priority", "settings"]
+                )
             )
             if kind == "headers" or not opened:
                 if len(opened) >= max_streams:
@@ -209,14 +211,14 @@ def grpc_metadata_keys(*, binary: bool | None = None) -> st.SearchStrategy[str]:
 def grpc_metadata(*, max_size: int = 6) -> st.SearchStrategy[list[tuple[str, str | bytes]]]:
     """Metadata pairs: ``-bin`` keys carry arbitrary bytes, the others printable ASCII
     (no leading/trailing space); keys repeat sometimes, as the protocol allows."""
-    text_value = st.text(
-        st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=32
-    ).map(str.strip)
+    text_value = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=32).map(
+        str.strip
+    )
     pair = st.one_of(
         st.tuples(grpc_metadata_keys(binary=False), text_value),
         st.tuples(grpc_metadata_keys(binary=True), st.binary(max_size=32)),
     )
-    return st.lists(pair, max_size=max_size)  # type: ignore[arg-type]
+    return st.lists(pair, max_size=max_size)
 
 
 def grpc_timeouts() -> st.SearchStrategy[str]:
@@ -311,18 +313,16 @@ def pubsub_topics(
     segments: Sequence[str] = ("a", "b", "c"), *, max_depth: int = 3
 ) -> st.SearchStrategy[str]:
     """Concrete topics: dot-joined segments."""
-    return st.lists(st.sampled_from(list(segments)), min_size=1, max_size=max_depth).map(
-        ".".join
-    )
+    return st.lists(st.sampled_from(list(segments)), min_size=1, max_size=max_depth).map(".".join)
 
 
 def pubsub_patterns(
     segments: Sequence[str] = ("a", "b", "c"), *, max_depth: int = 3
 ) -> st.SearchStrategy[str]:
     """Subscription patterns: segments, ``*`` for one segment, a trailing ``>``."""
-    return st.lists(
-        st.sampled_from([*segments, "*"]), min_size=1, max_size=max_depth
-    ).flatmap(lambda segs: st.sampled_from([".".join(segs), ".".join([*segs, ">"])]))
+    return st.lists(st.sampled_from([*segments, "*"]), min_size=1, max_size=max_depth).flatmap(
+        lambda segs: st.sampled_from([".".join(segs), ".".join([*segs, ">"])])
+    )
 
 
 def json_values(*, max_leaves: int = 8) -> st.SearchStrategy[Any]:
