@@ -5,8 +5,8 @@ connections (trio-websocket, HTTP/1.1 Upgrade) and stay connected across rules. 
 ``connect``, ``disconnect`` (a clean close), ``subscribe`` / ``unsubscribe`` (a pattern
 with ``*`` and ``>``; each followed by a *probe*: server code publishes to a topic the
 pattern covers, so a wrong subscription table shows at once), ``publish`` from a client
-(through the envelope) or from server code (``app.ws.hub.publish``), and ``advance`` (mock time passes: heartbeats and idle
-timers run). Every rule settles, so the server has answered before the next one.
+(through the envelope) or from server code (``app.ws.hub.publish``), and ``advance``
+(mock time passes: heartbeats and idle timers run). Every rule settles, so the server has answered before the next one.
 
 Invariants, checked after every rule:
 
