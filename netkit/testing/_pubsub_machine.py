@@ -6,7 +6,8 @@ connections (trio-websocket, HTTP/1.1 Upgrade) and stay connected across rules. 
 with ``*`` and ``>``; each followed by a *probe*: server code publishes to a topic the
 pattern covers, so a wrong subscription table shows at once), ``publish`` from a client
 (through the envelope) or from server code (``app.ws.hub.publish``), and ``advance``
-(mock time passes: heartbeats and idle timers run). Every rule settles, so the server has answered before the next one.
+(mock time passes: heartbeats and idle timers run). Every rule settles, so the server
+has answered before the next one.
 
 Invariants, checked after every rule:
 
