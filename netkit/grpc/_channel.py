@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 import random
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Generic, TypeVar, cast
 
 import attrs
@@ -87,8 +87,12 @@ class Channel:
         server_hostname: str | None = None,
         config: ChannelConfig | None = None,
         interceptors: Sequence[ClientInterceptor] = (),
+        transport: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
     ) -> None:
         self.host = host
+        #: Opens the byte stream of each new connection instead of TCP to host:port (the
+        #: seam that ``netkit.testing`` uses to run a channel over in-memory streams).
+        self._transport = transport
         self.interceptors = list(interceptors)
         self.port = port
         self.config = config or ChannelConfig()
@@ -143,18 +147,23 @@ class Channel:
         self, task_status: trio.TaskStatus[H2ClientConnection] = trio.TASK_STATUS_IGNORED
     ) -> None:
         done = self._conn_done = trio.Event()
-        async with H2ClientConnection.connect(
-            self.host,
-            self.port,
-            ssl_context=self._ssl_context,
-            server_hostname=self._server_hostname,
-        ) as conn:
+        async with self._open_connection() as conn:
             task_status.started(conn)
             # Held open until a newer connection replaces it or the channel closes,
             # then until the calls still running on it have finished (after a GOAWAY
             # they may; the channel's own closing cancels them instead).
             await done.wait()
             await conn.wait_idle()
+
+    def _open_connection(self) -> AbstractAsyncContextManager[H2ClientConnection]:
+        if self._transport is not None:
+            return _over_transport(self._transport, self.authority)
+        return H2ClientConnection.connect(
+            self.host,
+            self.port,
+            ssl_context=self._ssl_context,
+            server_hostname=self._server_hostname,
+        )
 
     async def aclose(self) -> None:
         self._closed = True
@@ -492,6 +501,15 @@ class ClientCall(Generic[Req, Resp]):
 
 
 @asynccontextmanager
+async def _over_transport(
+    transport: Callable[[], Awaitable[trio.abc.Stream]], authority: str
+) -> AsyncIterator[H2ClientConnection]:
+    stream = await transport()
+    async with H2ClientConnection.over(stream, authority=authority) as conn:
+        yield conn
+
+
+@asynccontextmanager
 async def open_channel(
     host: str,
     port: int,
@@ -500,6 +518,7 @@ async def open_channel(
     server_hostname: str | None = None,
     config: ChannelConfig | None = None,
     interceptors: Sequence[ClientInterceptor] = (),
+    transport: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
 ) -> AsyncIterator[Channel]:
     """``async with open_channel("127.0.0.1", 50051) as channel:``; closes all on exit."""
     async with trio.open_nursery() as nursery:
@@ -511,6 +530,7 @@ async def open_channel(
             server_hostname=server_hostname,
             config=config,
             interceptors=interceptors,
+            transport=transport,
         )
         try:
             yield channel
