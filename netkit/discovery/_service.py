@@ -10,7 +10,12 @@ from ..protos.registry.v1 import registry_pb2 as pb
 from ..protos.registry.v1.registry_netkit import RegistryBase
 from ._backend import RegistryBackend
 from ._convert import event_to_pb, health_from_pb, instance_to_pb, spec_from_pb
-from ._types import InstanceNotFound, InvalidRegistration, RegistryUnavailable
+from ._types import (
+    InstanceNotFound,
+    InvalidRegistration,
+    RegistryBackendError,
+    RegistryUnavailable,
+)
 
 
 @contextmanager
@@ -24,6 +29,8 @@ def grpc_errors() -> Iterator[None]:
         raise GRPCError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
     except RegistryUnavailable as exc:
         raise GRPCError(StatusCode.UNAVAILABLE, str(exc)) from None
+    except RegistryBackendError as exc:
+        raise GRPCError(StatusCode.INTERNAL, str(exc)) from None
 
 
 class RegistryService(RegistryBase):
