@@ -96,9 +96,7 @@ async def test_mass_silence_holds_expiry_until_heartbeats_return(
         _, _, body = await client.request("GET", "/v1/services/orders")
         assert body["self_preservation"] is False and len(body["instances"]) == 11
         changes = [e for e in seen if isinstance(e, Change)]
-        assert [(c.instance.id, c.instance.health) for c in changes] == [
-            (IDS[11], Health.CRITICAL)
-        ]
+        assert [(c.instance.id, c.instance.health) for c in changes] == [(IDS[11], Health.CRITICAL)]
 
         # It gets its full grace from the release, then it is removed.
         await trio.sleep(CONFIG.deregister_critical_after)
