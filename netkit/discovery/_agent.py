@@ -22,6 +22,9 @@ from ._types import Change, ChangeKind, Health, Instance, InstanceSpec, Snapshot
 
 T = TypeVar("T")
 
+#: RegisterMany calls in flight at once while an agent starts.
+BATCHES_IN_FLIGHT = 4
+
 #: Backoff between reconnection attempts: first delay and cap (seconds).
 BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 5.0
@@ -31,9 +34,11 @@ class RegistrationAgent:
     """Keeps instances registered: register, heartbeat at TTL/3, deregister on exit.
 
     All instances share one KeepAlive stream (one heartbeat message per instance per
-    interval). Registrations (and deregistrations on exit) run ``concurrency`` calls at
-    a time on the one connection, so an agent holding thousands of instances starts in
-    a fraction of the time one call after another would take. ``run`` returns ``task_status.started()`` once every instance is
+    interval). Instances are registered in RegisterMany batches of ``batch_size``
+    (falling back to one Register call each, ``concurrency`` at a time, with a registry
+    that lacks RegisterMany); deregistrations on exit run ``concurrency`` at a time. So an
+    agent holding thousands of instances starts in a fraction of the time one call after
+    another would take. ``run`` returns ``task_status.started()`` once every instance is
     registered; when cancelled it deregisters them (shielded, at most
     ``deregister_timeout`` seconds), so a service that exits cleanly disappears at once
     and one that crashes disappears after its TTL.
@@ -47,6 +52,7 @@ class RegistrationAgent:
         ttl: float = 10.0,
         deregister_timeout: float = 2.0,
         concurrency: int = 64,
+        batch_size: int = 500,
     ) -> None:
         if not specs:
             raise ValueError("an agent needs at least one instance")
@@ -62,6 +68,9 @@ class RegistrationAgent:
         self.concurrency = concurrency
         self._limiter = trio.CapacityLimiter(concurrency)
         self._registered: set[tuple[str, str]] = set()
+        #: Instances per RegisterMany call (at most the registry's 1,000).
+        self.batch_size = max(1, min(batch_size, 1000))
+        self._batches = True  # until the registry answers UNIMPLEMENTED
         self._health: dict[tuple[str, str], Health] = {}
         #: Counters for tests and monitoring.
         self.registrations = 0
@@ -95,10 +104,42 @@ class RegistrationAgent:
                 await self._deregister_all()
 
     async def _register_all(self, stub: RegistryStub) -> None:
-        """Register every instance not yet registered, ``concurrency`` calls at a time
-        (after a failure, a retry sends only the ones still missing)."""
+        """Register every instance not yet registered (after a failure, a retry sends only
+        the ones still missing): in RegisterMany batches of ``batch_size``, or, with a
+        registry that predates RegisterMany, one Register call each, ``concurrency`` calls
+        at a time."""
         missing = [spec for key, spec in self.specs.items() if key not in self._registered]
+        if len(missing) > 1 and self._batches:
+            batches = [
+                missing[i : i + self.batch_size] for i in range(0, len(missing), self.batch_size)
+            ]
+            try:
+                await each_concurrently(
+                    batches, lambda batch: self._register_many(stub, batch), BATCHES_IN_FLIGHT
+                )
+                return
+            except* GRPCError as group:
+                unimplemented = all(
+                    isinstance(e, GRPCError) and e.code is StatusCode.UNIMPLEMENTED
+                    for e in group.exceptions
+                )
+                if not unimplemented:
+                    raise
+                self._batches = False
+            missing = [spec for key, spec in self.specs.items() if key not in self._registered]
         await each_concurrently(missing, lambda spec: self._register(stub, spec), self.concurrency)
+
+    async def _register_many(self, stub: RegistryStub, batch: list[InstanceSpec]) -> None:
+        await stub.RegisterMany(
+            pb.RegisterManyRequest(
+                registrations=[
+                    pb.RegisterRequest(instance=spec_to_pb(spec), ttl=self.ttl) for spec in batch
+                ]
+            ),
+            timeout=self.ttl,
+        )
+        self._registered.update((spec.service, spec.id) for spec in batch)
+        self.registrations += len(batch)
 
     async def _register(self, stub: RegistryStub, spec: InstanceSpec) -> None:
         async with self._limiter:
