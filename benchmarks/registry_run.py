@@ -5,6 +5,8 @@ own, so its CPU (utime + stime from /proc/<pid>/stat) and memory (VmRSS) are its
 This process is the load: one RegistrationAgent holding all the instances on one
 KeepAlive stream (~3,000 heartbeats/s), a Watch stream, and Discover calls. Reported:
 
+* time to register every instance: RegisterMany batches (the agent's default) and, side
+  by side, one Register call each with 64 in flight (a registry without RegisterMany);
 * registry CPU while heartbeating, as a fraction of one core (target: < 0.5);
 * registry memory (RSS) with 10,000 instances;
 * Discover latency (p50/p99) for a service of 10 instances, while heartbeats flow;
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import time
 
+import attrs
 import trio
 
 import netkit
@@ -120,6 +123,15 @@ async def load(port: int, pid: int, instances: int, window: float) -> dict[str, 
             results["deregister_to_watch_p50_ms"] = pct(seen, 0.5) * 1000
             results["deregister_to_watch_p99_ms"] = pct(seen, 0.99) * 1000
             results["deregister_to_watch_mean_ms"] = statistics.mean(seen) * 1000
+        # Last (it adds as many instances again): the same number of instances with one
+        # Register call each, 64 in flight, as against a registry without RegisterMany.
+        unary_specs = [attrs.evolve(s, service=f"u{s.service}") for s in specs]
+        unary = RegistrationAgent("127.0.0.1", port, *unary_specs, ttl=TTL, batch_size=0)
+        started = time.perf_counter()
+        async with trio.open_nursery() as unary_nursery:
+            await unary_nursery.start(unary.run)
+            results["register_all_unary_s"] = time.perf_counter() - started
+            unary_nursery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
     return results
 

@@ -68,8 +68,11 @@ class RegistrationAgent:
         self.concurrency = concurrency
         self._limiter = trio.CapacityLimiter(concurrency)
         self._registered: set[tuple[str, str]] = set()
-        #: Instances per RegisterMany call (at most the registry's 1,000).
-        self.batch_size = max(1, min(batch_size, 1000))
+        #: Instances per RegisterMany call (at most the registry's 1,000); 0: one
+        #: Register call per instance.
+        if batch_size < 0:
+            raise ValueError("batch_size must not be negative")
+        self.batch_size = min(batch_size, 1000)
         self._batches = True  # until the registry answers UNIMPLEMENTED
         self._health: dict[tuple[str, str], Health] = {}
         #: Counters for tests and monitoring.
@@ -109,7 +112,7 @@ class RegistrationAgent:
         registry that predates RegisterMany, one Register call each, ``concurrency`` calls
         at a time."""
         missing = [spec for key, spec in self.specs.items() if key not in self._registered]
-        if len(missing) > 1 and self._batches:
+        if len(missing) > 1 and self._batches and self.batch_size:
             batches = [
                 missing[i : i + self.batch_size] for i in range(0, len(missing), self.batch_size)
             ]
@@ -177,13 +180,16 @@ class RegistrationAgent:
 
             nursery.start_soon(answers)
             while True:
+                # A period, not a pause: sending 10,000 heartbeats takes a while, and
+                # sleeping a full interval after them would stretch the cycle.
+                next_round = trio.current_time() + self.interval
                 for key in self.specs:
                     health = self._health.get(key, Health.PASSING)
                     await call.send_message(
                         pb.HeartbeatRequest(service=key[0], id=key[1], health=int(health))  # type: ignore[arg-type]
                     )
                     self.heartbeats += 1
-                await trio.sleep(self.interval)
+                await trio.sleep_until(next_round)
 
     async def _deregister_all(self) -> None:
         async with open_channel(self.host, self.port) as channel:
