@@ -6,6 +6,15 @@ abstraction (``HTTPStream``) whatever the protocol; ``App`` composes them.
 
 from .app import App as App
 from .app import respond_json as respond_json
+from .discovery import DiscoveryClient as DiscoveryClient
+from .discovery import EtcdRegistry as EtcdRegistry
+from .discovery import InstanceSpec as InstanceSpec
+from .discovery import MemoryRegistry as MemoryRegistry
+from .discovery import RegistrationAgent as RegistrationAgent
+from .discovery import RegistryConfig as RegistryConfig
+from .discovery import RegistryService as RegistryService
+from .discovery import RegistryUnavailable as RegistryUnavailable
+from .discovery import add_registry_routes as add_registry_routes
 from .errors import ConnectionClosed as ConnectionClosed
 from .errors import HTTPStatusError as HTTPStatusError
 from .errors import LocalProtocolError as LocalProtocolError
@@ -51,14 +60,22 @@ __all__ = [
     "ClientConfig",
     "ClientStream",
     "ConnectionClosed",
+    "DiscoveryClient",
+    "EtcdRegistry",
     "H2ClientConnection",
     "HTTPStatusError",
     "HTTPStream",
     "Headers",
+    "InstanceSpec",
     "LocalProtocolError",
+    "MemoryRegistry",
     "NetkitError",
     "Problem",
     "ProtocolError",
+    "RegistrationAgent",
+    "RegistryConfig",
+    "RegistryService",
+    "RegistryUnavailable",
     "RemoteProtocolError",
     "Request",
     "RequestBodyTooLarge",
@@ -76,6 +93,7 @@ __all__ = [
     "WebSocket",
     "WebSocketClosed",
     "WebSocketConfig",
+    "add_registry_routes",
     "respond_json",
     "serve",
 ]
