@@ -84,9 +84,10 @@ async def test_mass_silence_holds_expiry_until_heartbeats_return(
         assert len(body["instances"]) == 12
 
         # Nine come back: 11 of 12 live is above the threshold, so expiry resumes and
-        # the one still silent turns critical at the next re-examination.
+        # the one still silent turns critical at the next re-examination after their
+        # heartbeats (within one heartbeat round and one re-examination period).
         alive.update(IDS[2:11])
-        await trio.sleep(CONFIG.self_preservation_recheck + 0.5)
+        await trio.sleep(TTL / 3 + CONFIG.self_preservation_recheck + 0.1)
         assert not registry.preserving
         assert await discover(registry, healthy_only=False) == [
             *((i, Health.PASSING) for i in IDS[:11]),
