@@ -5,14 +5,21 @@ own, so its CPU (utime + stime from /proc/<pid>/stat) and memory (VmRSS) are its
 This process is the load: one RegistrationAgent holding all the instances on one
 KeepAlive stream (~3,000 heartbeats/s), a Watch stream, and Discover calls. Reported:
 
+* time to register every instance: RegisterMany batches (the agent's default) and, side
+  by side, one Register call each with 64 in flight (a registry without RegisterMany);
 * registry CPU while heartbeating, as a fraction of one core (target: < 0.5);
 * registry memory (RSS) with 10,000 instances;
 * Discover latency (p50/p99) for a service of 10 instances, while heartbeats flow;
 * deregister -> a watcher sees the REMOVED change (p50/p99; target: < 50 ms).
 
+With ``--etcd``, side by side: a throwaway etcd keeping as many leases (TTL 10 s) alive
+at TTL/3 on one LeaseKeepAlive stream, its CPU and RSS (what etcd itself spends on the
+etcd backend's heartbeats, which renew two leases per instance).
+
 Usage::
 
-    .venv/bin/python benchmarks/registry_run.py [--instances 10000] [--window 10] [--json out.json]
+    .venv/bin/python benchmarks/registry_run.py [--instances 10000] [--window 10] [--etcd]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import subprocess
 import sys
 import time
 
+import attrs
 import trio
 
 import netkit
@@ -120,7 +128,111 @@ async def load(port: int, pid: int, instances: int, window: float) -> dict[str, 
             results["deregister_to_watch_p50_ms"] = pct(seen, 0.5) * 1000
             results["deregister_to_watch_p99_ms"] = pct(seen, 0.99) * 1000
             results["deregister_to_watch_mean_ms"] = statistics.mean(seen) * 1000
+        # Last (it adds as many instances again): the same number of instances with one
+        # Register call each, 64 in flight, as against a registry without RegisterMany.
+        unary_specs = [attrs.evolve(s, service=f"u{s.service}") for s in specs]
+        unary = RegistrationAgent("127.0.0.1", port, *unary_specs, ttl=TTL, batch_size=0)
+        started = time.perf_counter()
+        async with trio.open_nursery() as unary_nursery:
+            await unary_nursery.start(unary.run)
+            results["register_all_unary_s"] = time.perf_counter() - started
+            unary_nursery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
+    return results
+
+
+# -- etcd's own lease keep-alive cost, side by side (--etcd) ---------------------------------
+def start_etcd(data_dir: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A throwaway single-node etcd (Debian's etcd-server) on loopback ports."""
+    import shutil
+    import socket
+    import urllib.request
+
+    binary = shutil.which("etcd")
+    if binary is None:
+        raise SystemExit("etcd is not installed (scripts/setup installs etcd-server)")
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    port, peer = free_port(), free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--name=bench",
+            f"--data-dir={data_dir}",
+            f"--listen-client-urls=http://127.0.0.1:{port}",
+            f"--advertise-client-urls=http://127.0.0.1:{port}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=bench=http://127.0.0.1:{peer}",
+            "--log-level=error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as reply:
+                if b'"true"' in reply.read():
+                    return process, port
+        except OSError:
+            time.sleep(0.05)
+    process.terminate()
+    raise SystemExit("etcd did not start")
+
+
+async def etcd_keepalive_load(port: int, pid: int, leases: int, window: float) -> dict[str, float]:
+    """``leases`` leases of TTL 10 s kept alive at TTL/3 on one LeaseKeepAlive stream: what
+    etcd itself spends on the heartbeats of the etcd backend (which renews two leases
+    per instance heartbeat)."""
+    from netkit.protos.etcd.v3 import etcd_pb2 as epb
+    from netkit.protos.etcd.v3.etcd_netkit import LeaseStub
+
+    results: dict[str, float] = {"etcd_leases": leases}
+    async with open_channel("127.0.0.1", port) as channel:
+        stub = LeaseStub(channel)
+        ids: list[int] = []
+        pending = iter(range(leases))
+
+        async def grant() -> None:
+            for _ in pending:
+                reply = await stub.LeaseGrant(epb.LeaseGrantRequest(TTL=int(TTL)))
+                ids.append(reply.ID)
+
+        started = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(64):
+                nursery.start_soon(grant)
+        results["etcd_grant_all_s"] = time.perf_counter() - started
+        answers = 0
+        async with stub.LeaseKeepAlive() as call, trio.open_nursery() as nursery:
+
+            async def read() -> None:
+                nonlocal answers
+                async for _ in call:
+                    answers += 1
+
+            async def renew() -> None:
+                while True:
+                    next_round = trio.current_time() + TTL / 3
+                    for lease in ids:
+                        await call.send_message(epb.LeaseKeepAliveRequest(ID=lease))
+                    await trio.sleep_until(next_round)
+
+            nursery.start_soon(read)
+            nursery.start_soon(renew)
+            await trio.sleep(TTL / 3)
+            cpu0, answers0, t0 = cpu_seconds(pid), answers, time.perf_counter()
+            await trio.sleep(window)
+            elapsed = time.perf_counter() - t0
+            results["etcd_cpu_cores"] = (cpu_seconds(pid) - cpu0) / elapsed
+            results["etcd_keepalives_per_s"] = (answers - answers0) / elapsed
+            results["etcd_rss_mib"] = rss_mib(pid)
+            nursery.cancel_scope.cancel()
     return results
 
 
@@ -130,10 +242,26 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=10_000)
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--json")
+    parser.add_argument(
+        "--etcd", action="store_true", help="also measure etcd keeping as many leases alive"
+    )
     args = parser.parse_args()
     if args.serve:
         trio.run(serve)
         return
+    etcd_results: dict[str, float] = {}
+    if args.etcd:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as data_dir:
+            etcd, etcd_port = start_etcd(data_dir)
+            try:
+                etcd_results = trio.run(
+                    etcd_keepalive_load, etcd_port, etcd.pid, args.instances, args.window
+                )
+            finally:
+                etcd.terminate()
+                etcd.wait(10)
     registry = subprocess.Popen(
         [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
     )
@@ -144,6 +272,7 @@ def main() -> None:
     finally:
         registry.terminate()
         registry.wait(10)
+    results.update(etcd_results)
     for name, value in results.items():
         print(f"{name:32} {value:10.3f}")
     if args.json:

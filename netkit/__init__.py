@@ -6,6 +6,15 @@ abstraction (``HTTPStream``) whatever the protocol; ``App`` composes them.
 
 from .app import App as App
 from .app import respond_json as respond_json
+from .discovery import DiscoveryClient as DiscoveryClient
+from .discovery import EtcdRegistry as EtcdRegistry
+from .discovery import InstanceSpec as InstanceSpec
+from .discovery import MemoryRegistry as MemoryRegistry
+from .discovery import RegistrationAgent as RegistrationAgent
+from .discovery import RegistryConfig as RegistryConfig
+from .discovery import RegistryService as RegistryService
+from .discovery import RegistryUnavailable as RegistryUnavailable
+from .discovery import add_registry_routes as add_registry_routes
 from .errors import ConnectionClosed as ConnectionClosed
 from .errors import HTTPStatusError as HTTPStatusError
 from .errors import LocalProtocolError as LocalProtocolError
@@ -57,17 +66,25 @@ __all__ = [
     "ClientConfig",
     "ClientStream",
     "ConnectionClosed",
+    "DiscoveryClient",
+    "EtcdRegistry",
     "H2ClientConnection",
     "HTTPStatusError",
     "HTTPStream",
     "Headers",
+    "InstanceSpec",
     "LocalProtocolError",
+    "MemoryRegistry",
     "NetkitError",
     "PeerIdentity",
     "Policy",
     "Principal",
     "Problem",
     "ProtocolError",
+    "RegistrationAgent",
+    "RegistryConfig",
+    "RegistryService",
+    "RegistryUnavailable",
     "RemoteProtocolError",
     "Request",
     "RequestBodyTooLarge",
@@ -86,6 +103,7 @@ __all__ = [
     "WebSocket",
     "WebSocketClosed",
     "WebSocketConfig",
+    "add_registry_routes",
     "client_context",
     "respond_json",
     "serve",

@@ -6,10 +6,11 @@ import attrs
 import pytest
 
 import netkit
+import netkit.discovery
 import netkit.http
 
 
-@pytest.mark.parametrize("module", [netkit, netkit.http])
+@pytest.mark.parametrize("module", [netkit, netkit.http, netkit.discovery])
 def test_all_lists_exactly_the_public_names(module) -> None:
     public = {
         name
@@ -34,6 +35,22 @@ def test_http_api_reachable_from_top_level() -> None:
         "ClientConfig",
     ]:
         assert getattr(netkit, name) is getattr(netkit.http, name)
+
+
+def test_discovery_api_reachable_from_top_level() -> None:
+    for name in [
+        "MemoryRegistry",
+        "EtcdRegistry",
+        "RegistryService",
+        "RegistrationAgent",
+        "DiscoveryClient",
+        "InstanceSpec",
+        "RegistryConfig",
+        "RegistryUnavailable",
+        "add_registry_routes",
+    ]:
+        assert name in netkit.__all__
+        assert getattr(netkit, name) is getattr(netkit.discovery, name)
 
 
 def test_config_is_frozen_and_validated() -> None:

@@ -15,6 +15,8 @@ from ._etcd import EtcdRegistry as EtcdRegistry
 from ._hub import Watcher as Watcher
 from ._log import ChangeLog as ChangeLog
 from ._memory import MemoryRegistry as MemoryRegistry
+from ._rest import RegistryRoutes as RegistryRoutes
+from ._rest import add_registry_routes as add_registry_routes
 from ._service import RegistryService as RegistryService
 from ._types import Address as Address
 from ._types import Change as Change
@@ -25,6 +27,7 @@ from ._types import InstanceNotFound as InstanceNotFound
 from ._types import InstanceSpec as InstanceSpec
 from ._types import InvalidRegistration as InvalidRegistration
 from ._types import Metadata as Metadata
+from ._types import RegistryBackendError as RegistryBackendError
 from ._types import RegistryConfig as RegistryConfig
 from ._types import RegistryError as RegistryError
 from ._types import RegistryUnavailable as RegistryUnavailable
@@ -47,12 +50,15 @@ __all__ = [
     "Metadata",
     "RegistrationAgent",
     "RegistryBackend",
+    "RegistryBackendError",
     "RegistryConfig",
     "RegistryCore",
     "RegistryError",
+    "RegistryRoutes",
     "RegistryService",
     "RegistryUnavailable",
     "Snapshot",
     "WatchEvent",
     "Watcher",
+    "add_registry_routes",
 ]

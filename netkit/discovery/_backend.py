@@ -45,6 +45,10 @@ class RegistryBackend(abc.ABC):
         """The instances of ``service`` (not critical ones, by default) and the revision."""
 
     @abc.abstractmethod
+    async def all_instances(self) -> tuple[int, list[Instance]]:
+        """Every instance of every service, healthy or not, and the revision."""
+
+    @abc.abstractmethod
     def watch(
         self, service: str | None = None, since: int = 0
     ) -> AbstractAsyncContextManager[Watcher]:

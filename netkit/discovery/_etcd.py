@@ -58,6 +58,7 @@ from ._types import (
     InstanceNotFound,
     InstanceSpec,
     Metadata,
+    RegistryBackendError,
     RegistryConfig,
     RegistryUnavailable,
     Snapshot,
@@ -68,6 +69,18 @@ Key = tuple[str, str]
 ETCD_CHANNEL = ChannelConfig(backoff_initial=0.05, backoff_max=1.0, connect_timeout=2.0)
 #: Deadline of one call to etcd.
 CALL_TIMEOUT = 5.0
+#: etcd answers that mean "not now" (no leader, overloaded, down, too slow): the registry
+#: is unavailable. Any other status is a refusal that retrying will not fix.
+TRANSIENT = frozenset(
+    {
+        StatusCode.UNAVAILABLE,
+        StatusCode.DEADLINE_EXCEEDED,
+        StatusCode.RESOURCE_EXHAUSTED,
+        StatusCode.ABORTED,
+        StatusCode.CANCELLED,
+        StatusCode.UNKNOWN,
+    }
+)
 
 
 def _prefix_end(prefix: bytes) -> bytes:
@@ -152,6 +165,7 @@ class EtcdRegistry(RegistryBackend):
                 self._synced = False
                 self._channel = self._nursery = None
                 self._keepalive_call = None
+                self._hub.fail_all(RegistryUnavailable("the etcd registry stopped"))
 
     async def _load(self, channel: Channel) -> None:
         """Read the whole prefix; after a first load, every watcher resyncs."""
@@ -184,7 +198,10 @@ class EtcdRegistry(RegistryBackend):
             try:
                 await self._load(channel)
                 backoff = 0.05
-            except GRPCError:
+            except GRPCError as exc:
+                # etcd is unreachable, not just one broken stream: open watches end with
+                # UNAVAILABLE now (their clients resume later) rather than going quiet.
+                self._hub.fail_all(RegistryUnavailable(f"etcd is unreachable: {exc}"))
                 continue
 
     async def _watch_once(self, channel: Channel) -> None:
@@ -266,9 +283,9 @@ class EtcdRegistry(RegistryBackend):
         try:
             yield channel
         except GRPCError as exc:
-            if exc.code in (StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED):
-                raise RegistryUnavailable(f"etcd is unreachable: {exc}") from exc
-            raise
+            if exc.code in TRANSIENT:
+                raise RegistryUnavailable(f"etcd is unavailable: {exc}") from exc
+            raise RegistryBackendError(f"etcd refused the operation: {exc}") from exc
 
     async def _grant(self, channel: Channel, ttl: float) -> int:
         reply = await LeaseStub(channel).LeaseGrant(
@@ -460,6 +477,10 @@ class EtcdRegistry(RegistryBackend):
             if (i.healthy or not healthy_only) and i.has_tags(tags)
         ]
         return self._revision, found
+
+    async def all_instances(self) -> tuple[int, list[Instance]]:
+        self._vouch()
+        return self._revision, list(self.snapshot().instances)
 
     def snapshot(self, service: str | None = None) -> Snapshot:
         keys = sorted(k for k in self._registrations if service is None or k[0] == service)

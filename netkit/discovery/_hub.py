@@ -27,10 +27,13 @@ class Watcher:
         self._queue: deque[WatchEvent] = deque(first or ())
         self._resync = first is None
         self._wakeup = trio.Event()
+        self._error: Exception | None = None
         #: How many times this watcher's backlog overflowed into a snapshot.
         self.resyncs = 0
 
     def _push(self, change: Change) -> None:
+        if self._error is not None:
+            return
         if self.service is not None and change.instance.service != self.service:
             return
         if self._resync:
@@ -48,11 +51,18 @@ class Watcher:
         self._resync = True
         self._wakeup.set()
 
+    def _fail(self, error: Exception) -> None:
+        self._queue.clear()
+        self._error = error
+        self._wakeup.set()
+
     def __aiter__(self) -> Watcher:
         return self
 
     async def __anext__(self) -> WatchEvent:
         while True:
+            if self._error is not None:
+                raise self._error
             if self._resync:
                 self._resync = False
                 return self._hub.snapshot(self.service)
@@ -93,6 +103,14 @@ class Hub:
         """Every watcher starts again from a snapshot (e.g. after etcd compacted)."""
         for watcher in self._watchers:
             watcher._force_resync()
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def fail_all(self, error: Exception) -> None:
+        """End every watch with ``error`` (e.g. the registry lost etcd) instead of letting
+        it go quiet; blocked queries wake up and find out for themselves."""
+        for watcher in self._watchers:
+            watcher._fail(error)
         self._changed.set()
         self._changed = trio.Event()
 

@@ -114,6 +114,9 @@ class MemoryRegistry(RegistryBackend):
     ) -> tuple[int, list[Instance]]:
         return self.core.revision, self.core.discover(service, healthy_only=healthy_only, tags=tags)
 
+    async def all_instances(self) -> tuple[int, list[Instance]]:
+        return self.core.revision, self.core.instances()
+
     def snapshot(self, service: str | None = None) -> Snapshot:
         return self.core.snapshot(service)
 

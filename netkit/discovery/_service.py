@@ -10,7 +10,15 @@ from ..protos.registry.v1 import registry_pb2 as pb
 from ..protos.registry.v1.registry_netkit import RegistryBase
 from ._backend import RegistryBackend
 from ._convert import event_to_pb, health_from_pb, instance_to_pb, spec_from_pb
-from ._types import InstanceNotFound, InvalidRegistration, RegistryUnavailable
+from ._types import (
+    InstanceNotFound,
+    InvalidRegistration,
+    RegistryBackendError,
+    RegistryUnavailable,
+)
+
+#: Registrations accepted in one RegisterMany call.
+MAX_REGISTER_MANY = 1000
 
 
 @contextmanager
@@ -24,6 +32,8 @@ def grpc_errors() -> Iterator[None]:
         raise GRPCError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
     except RegistryUnavailable as exc:
         raise GRPCError(StatusCode.UNAVAILABLE, str(exc)) from None
+    except RegistryBackendError as exc:
+        raise GRPCError(StatusCode.INTERNAL, str(exc)) from None
 
 
 class RegistryService(RegistryBase):
@@ -39,6 +49,37 @@ class RegistryService(RegistryBase):
         return pb.RegisterResponse(
             revision=revision, instance=instance_to_pb(instance, self.registry.to_unix)
         )
+
+    async def RegisterMany(
+        self, request: pb.RegisterManyRequest, call: ServerCall
+    ) -> pb.RegisterManyResponse:
+        if len(request.registrations) > MAX_REGISTER_MANY:
+            raise GRPCError(
+                StatusCode.INVALID_ARGUMENT,
+                f"at most {MAX_REGISTER_MANY} registrations per call, "
+                f"got {len(request.registrations)}",
+            )
+        config = self.registry.config
+        with grpc_errors():
+            # All checked before any is applied: a bad entry changes nothing.
+            batch = []
+            for n, item in enumerate(request.registrations):
+                try:
+                    spec = spec_from_pb(item.instance)
+                except InvalidRegistration as exc:
+                    raise InvalidRegistration(f"registrations[{n}]: {exc}") from None
+                ttl = item.ttl or None
+                if ttl is not None and not config.min_ttl <= ttl <= config.max_ttl:
+                    raise InvalidRegistration(
+                        f"registrations[{n}]: ttl {ttl} s is outside "
+                        f"[{config.min_ttl}, {config.max_ttl}] s"
+                    )
+                batch.append((spec, ttl))
+            revision, instances = 0, []
+            for spec, ttl in batch:
+                revision, instance = await self.registry.register(spec, ttl)
+                instances.append(instance_to_pb(instance, self.registry.to_unix))
+        return pb.RegisterManyResponse(revision=revision, instances=instances)
 
     async def Heartbeat(
         self, request: pb.HeartbeatRequest, call: ServerCall

@@ -159,3 +159,8 @@ class InvalidRegistration(RegistryError, ValueError):
 
 class RegistryUnavailable(RegistryError):
     """The registry cannot vouch for its data (e.g. its etcd is unreachable)."""
+
+
+class RegistryBackendError(RegistryError):
+    """The backend (etcd) refused an operation for a reason retrying will not fix
+    (permissions, a malformed request); gRPC INTERNAL, HTTP 502, with etcd's message."""

@@ -107,3 +107,48 @@ async def test_grpcio_client_registers_heartbeats_discovers_and_watches() -> Non
             assert sorted(i.id for i in snap.snapshot.instances) == ["g1", "o9"]
         finally:
             await trio.to_thread.run_sync(channel.close)
+
+
+async def test_grpcio_client_registers_many() -> None:
+    registry = MemoryRegistry()
+    async with registry_server(registry) as server:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        try:
+            register_many = method(
+                channel,
+                "unary_unary",
+                "RegisterMany",
+                pb.RegisterManyRequest,
+                pb.RegisterManyResponse,
+            )
+            batch = pb.RegisterManyRequest(
+                registrations=[
+                    pb.RegisterRequest(
+                        instance=pb.Instance(
+                            service="orders", id=f"m{n}", address=pb.Address(host="h", port=n)
+                        ),
+                        ttl=10,
+                    )
+                    for n in range(300)
+                ]
+            )
+            reply = await in_thread(lambda: register_many(batch))
+            assert reply.revision == 300
+            assert [i.id for i in reply.instances] == [f"m{n}" for n in range(300)]
+            assert len(registry.core.instances("orders")) == 300
+
+            def refused() -> grpc.StatusCode:
+                fresh = pb.RegisterRequest(
+                    instance=pb.Instance(service="orders", id="new", address=pb.Address(host="h"))
+                )
+                bad = pb.RegisterManyRequest(registrations=[fresh, pb.RegisterRequest()])
+                try:
+                    register_many(bad)
+                except grpc.RpcError as exc:
+                    return exc.code()  # type: ignore[no-any-return]
+                raise AssertionError("a batch with an empty registration succeeded")
+
+            assert await in_thread(refused) == grpc.StatusCode.INVALID_ARGUMENT
+            assert registry.revision == 300 and registry.core.get("orders", "new") is None
+        finally:
+            await trio.to_thread.run_sync(channel.close)

@@ -19,6 +19,12 @@ class RegistryBase(netkit.grpc.Service):
         """Adds an instance, or replaces the one with the same service and id."""
         raise GRPCError(StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
+    async def RegisterMany(
+        self, request: _pb.RegisterManyRequest, call: ServerCall
+    ) -> _pb.RegisterManyResponse:
+        """Register in bulk; at most 1,000 registrations per call."""
+        raise GRPCError(StatusCode.UNIMPLEMENTED, "Method not implemented!")
+
     async def Heartbeat(
         self, request: _pb.HeartbeatRequest, call: ServerCall
     ) -> _pb.HeartbeatResponse:
@@ -53,6 +59,13 @@ class RegistryBase(netkit.grpc.Service):
                 self.Register,
                 _pb.RegisterRequest,
                 _pb.RegisterResponse,
+            ),
+            RPCMethod(
+                "/netkit.registry.v1.Registry/RegisterMany",
+                Cardinality.UNARY_UNARY,
+                self.RegisterMany,
+                _pb.RegisterManyRequest,
+                _pb.RegisterManyResponse,
             ),
             RPCMethod(
                 "/netkit.registry.v1.Registry/Heartbeat",
@@ -101,6 +114,12 @@ class RegistryStub:
             "/netkit.registry.v1.Registry/Register",
             _pb.RegisterRequest,
             _pb.RegisterResponse,
+        )
+        self.RegisterMany = netkit.grpc.UnaryUnaryMethod(
+            channel,
+            "/netkit.registry.v1.Registry/RegisterMany",
+            _pb.RegisterManyRequest,
+            _pb.RegisterManyResponse,
         )
         self.Heartbeat = netkit.grpc.UnaryUnaryMethod(
             channel,

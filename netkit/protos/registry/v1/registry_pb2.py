@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aregistry/v1/registry.proto\x12\x12netkit.registry.v1\"8\n\x07\x41\x64\x64ress\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x11\n\tprotocols\x18\x03 \x03(\t\"G\n\x08Metadata\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\r\x12\x0c\n\x04tags\x18\x04 \x03(\t\"\xed\x01\n\x08Instance\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12,\n\x07\x61\x64\x64ress\x18\x03 \x01(\x0b\x32\x1b.netkit.registry.v1.Address\x12.\n\x08metadata\x18\x04 \x01(\x0b\x32\x1c.netkit.registry.v1.Metadata\x12*\n\x06health\x18\x05 \x01(\x0e\x32\x1a.netkit.registry.v1.Health\x12\x15\n\rregistered_at\x18\x06 \x01(\x01\x12\x16\n\x0elast_heartbeat\x18\x07 \x01(\x01\x12\x0b\n\x03ttl\x18\x08 \x01(\x01\"N\n\x0fRegisterRequest\x12.\n\x08instance\x18\x01 \x01(\x0b\x32\x1c.netkit.registry.v1.Instance\x12\x0b\n\x03ttl\x18\x02 \x01(\x01\"T\n\x10RegisterResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12.\n\x08instance\x18\x02 \x01(\x0b\x32\x1c.netkit.registry.v1.Instance\"[\n\x10HeartbeatRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12*\n\x06health\x18\x03 \x01(\x0e\x32\x1a.netkit.registry.v1.Health\"%\n\x11HeartbeatResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\"Q\n\x11KeepAliveResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\x12\x10\n\x08revision\x18\x04 \x01(\x04\"0\n\x11\x44\x65registerRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"7\n\x12\x44\x65registerResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x0f\n\x07\x65xisted\x18\x02 \x01(\x08\"K\n\x0f\x44iscoverRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x19\n\x11include_unhealthy\x18\x02 \x01(\x08\x12\x0c\n\x04tags\x18\x03 \x03(\t\"p\n\x10\x44iscoverResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12/\n\tinstances\x18\x02 \x03(\x0b\x32\x1c.netkit.registry.v1.Instance\x12\x19\n\x11self_preservation\x18\x03 \x01(\x08\"7\n\x0cWatchRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x16\n\x0esince_revision\x18\x02 \x01(\x04\";\n\x08Snapshot\x12/\n\tinstances\x18\x01 \x03(\x0b\x32\x1c.netkit.registry.v1.Instance\"\xb6\x01\n\x06\x43hange\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.netkit.registry.v1.Change.Kind\x12.\n\x08instance\x18\x02 \x01(\x0b\x32\x1c.netkit.registry.v1.Instance\"M\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0b\n\x07UPDATED\x10\x02\x12\x0b\n\x07REMOVED\x10\x03\x12\n\n\x06HEALTH\x10\x04\"\x87\x01\n\nWatchEvent\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x30\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1c.netkit.registry.v1.SnapshotH\x00\x12,\n\x06\x63hange\x18\x03 \x01(\x0b\x32\x1a.netkit.registry.v1.ChangeH\x00\x42\x07\n\x05\x65vent*H\n\x06Health\x12\x16\n\x12HEALTH_UNSPECIFIED\x10\x00\x12\x0b\n\x07PASSING\x10\x01\x12\x0b\n\x07WARNING\x10\x02\x12\x0c\n\x08\x43RITICAL\x10\x03\x32\x9a\x04\n\x08Registry\x12U\n\x08Register\x12#.netkit.registry.v1.RegisterRequest\x1a$.netkit.registry.v1.RegisterResponse\x12X\n\tHeartbeat\x12$.netkit.registry.v1.HeartbeatRequest\x1a%.netkit.registry.v1.HeartbeatResponse\x12\\\n\tKeepAlive\x12$.netkit.registry.v1.HeartbeatRequest\x1a%.netkit.registry.v1.KeepAliveResponse(\x01\x30\x01\x12[\n\nDeregister\x12%.netkit.registry.v1.DeregisterRequest\x1a&.netkit.registry.v1.DeregisterResponse\x12U\n\x08\x44iscover\x12#.netkit.registry.v1.DiscoverRequest\x1a$.netkit.registry.v1.DiscoverResponse\x12K\n\x05Watch\x12 .netkit.registry.v1.WatchRequest\x1a\x1e.netkit.registry.v1.WatchEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aregistry/v1/registry.proto\x12\x12netkit.registry.v1\"8\n\x07\x41\x64\x64ress\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x11\n\tprotocols\x18\x03 \x03(\t\"G\n\x08Metadata\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\r\x12\x0c\n\x04tags\x18\x04 \x03(\t\"\xed\x01\n\x08Instance\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12,\n\x07\x61\x64\x64ress\x18\x03 \x01(\x0b\x32\x1b.netkit.registry.v1.Address\x12.\n\x08metadata\x18\x04 \x01(\x0b\x32\x1c.netkit.registry.v1.Metadata\x12*\n\x06health\x18\x05 \x01(\x0e\x32\x1a.netkit.registry.v1.Health\x12\x15\n\rregistered_at\x18\x06 \x01(\x01\x12\x16\n\x0elast_heartbeat\x18\x07 \x01(\x01\x12\x0b\n\x03ttl\x18\x08 \x01(\x01\"N\n\x0fRegisterRequest\x12.\n\x08instance\x18\x01 \x01(\x0b\x32\x1c.netkit.registry.v1.Instance\x12\x0b\n\x03ttl\x18\x02 \x01(\x01\"T\n\x10RegisterResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12.\n\x08instance\x18\x02 \x01(\x0b\x32\x1c.netkit.registry.v1.Instance\"Q\n\x13RegisterManyRequest\x12:\n\rregistrations\x18\x01 \x03(\x0b\x32#.netkit.registry.v1.RegisterRequest\"Y\n\x14RegisterManyResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12/\n\tinstances\x18\x02 \x03(\x0b\x32\x1c.netkit.registry.v1.Instance\"[\n\x10HeartbeatRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12*\n\x06health\x18\x03 \x01(\x0e\x32\x1a.netkit.registry.v1.Health\"%\n\x11HeartbeatResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\"Q\n\x11KeepAliveResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\x12\x10\n\x08revision\x18\x04 \x01(\x04\"0\n\x11\x44\x65registerRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"7\n\x12\x44\x65registerResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x0f\n\x07\x65xisted\x18\x02 \x01(\x08\"K\n\x0f\x44iscoverRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x19\n\x11include_unhealthy\x18\x02 \x01(\x08\x12\x0c\n\x04tags\x18\x03 \x03(\t\"p\n\x10\x44iscoverResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12/\n\tinstances\x18\x02 \x03(\x0b\x32\x1c.netkit.registry.v1.Instance\x12\x19\n\x11self_preservation\x18\x03 \x01(\x08\"7\n\x0cWatchRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x16\n\x0esince_revision\x18\x02 \x01(\x04\";\n\x08Snapshot\x12/\n\tinstances\x18\x01 \x03(\x0b\x32\x1c.netkit.registry.v1.Instance\"\xb6\x01\n\x06\x43hange\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.netkit.registry.v1.Change.Kind\x12.\n\x08instance\x18\x02 \x01(\x0b\x32\x1c.netkit.registry.v1.Instance\"M\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0b\n\x07UPDATED\x10\x02\x12\x0b\n\x07REMOVED\x10\x03\x12\n\n\x06HEALTH\x10\x04\"\x87\x01\n\nWatchEvent\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x30\n\x08snapshot\x18\x02 \x01(\x0b\x32\x1c.netkit.registry.v1.SnapshotH\x00\x12,\n\x06\x63hange\x18\x03 \x01(\x0b\x32\x1a.netkit.registry.v1.ChangeH\x00\x42\x07\n\x05\x65vent*H\n\x06Health\x12\x16\n\x12HEALTH_UNSPECIFIED\x10\x00\x12\x0b\n\x07PASSING\x10\x01\x12\x0b\n\x07WARNING\x10\x02\x12\x0c\n\x08\x43RITICAL\x10\x03\x32\xfd\x04\n\x08Registry\x12U\n\x08Register\x12#.netkit.registry.v1.RegisterRequest\x1a$.netkit.registry.v1.RegisterResponse\x12\x61\n\x0cRegisterMany\x12\'.netkit.registry.v1.RegisterManyRequest\x1a(.netkit.registry.v1.RegisterManyResponse\x12X\n\tHeartbeat\x12$.netkit.registry.v1.HeartbeatRequest\x1a%.netkit.registry.v1.HeartbeatResponse\x12\\\n\tKeepAlive\x12$.netkit.registry.v1.HeartbeatRequest\x1a%.netkit.registry.v1.KeepAliveResponse(\x01\x30\x01\x12[\n\nDeregister\x12%.netkit.registry.v1.DeregisterRequest\x1a&.netkit.registry.v1.DeregisterResponse\x12U\n\x08\x44iscover\x12#.netkit.registry.v1.DiscoverRequest\x1a$.netkit.registry.v1.DiscoverResponse\x12K\n\x05Watch\x12 .netkit.registry.v1.WatchRequest\x1a\x1e.netkit.registry.v1.WatchEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HEALTH']._serialized_start=1541
-  _globals['_HEALTH']._serialized_end=1613
+  _globals['_HEALTH']._serialized_start=1715
+  _globals['_HEALTH']._serialized_end=1787
   _globals['_ADDRESS']._serialized_start=50
   _globals['_ADDRESS']._serialized_end=106
   _globals['_METADATA']._serialized_start=108
@@ -43,30 +43,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST']._serialized_end=499
   _globals['_REGISTERRESPONSE']._serialized_start=501
   _globals['_REGISTERRESPONSE']._serialized_end=585
-  _globals['_HEARTBEATREQUEST']._serialized_start=587
-  _globals['_HEARTBEATREQUEST']._serialized_end=678
-  _globals['_HEARTBEATRESPONSE']._serialized_start=680
-  _globals['_HEARTBEATRESPONSE']._serialized_end=717
-  _globals['_KEEPALIVERESPONSE']._serialized_start=719
-  _globals['_KEEPALIVERESPONSE']._serialized_end=800
-  _globals['_DEREGISTERREQUEST']._serialized_start=802
-  _globals['_DEREGISTERREQUEST']._serialized_end=850
-  _globals['_DEREGISTERRESPONSE']._serialized_start=852
-  _globals['_DEREGISTERRESPONSE']._serialized_end=907
-  _globals['_DISCOVERREQUEST']._serialized_start=909
-  _globals['_DISCOVERREQUEST']._serialized_end=984
-  _globals['_DISCOVERRESPONSE']._serialized_start=986
-  _globals['_DISCOVERRESPONSE']._serialized_end=1098
-  _globals['_WATCHREQUEST']._serialized_start=1100
-  _globals['_WATCHREQUEST']._serialized_end=1155
-  _globals['_SNAPSHOT']._serialized_start=1157
-  _globals['_SNAPSHOT']._serialized_end=1216
-  _globals['_CHANGE']._serialized_start=1219
-  _globals['_CHANGE']._serialized_end=1401
-  _globals['_CHANGE_KIND']._serialized_start=1324
-  _globals['_CHANGE_KIND']._serialized_end=1401
-  _globals['_WATCHEVENT']._serialized_start=1404
-  _globals['_WATCHEVENT']._serialized_end=1539
-  _globals['_REGISTRY']._serialized_start=1616
-  _globals['_REGISTRY']._serialized_end=2154
+  _globals['_REGISTERMANYREQUEST']._serialized_start=587
+  _globals['_REGISTERMANYREQUEST']._serialized_end=668
+  _globals['_REGISTERMANYRESPONSE']._serialized_start=670
+  _globals['_REGISTERMANYRESPONSE']._serialized_end=759
+  _globals['_HEARTBEATREQUEST']._serialized_start=761
+  _globals['_HEARTBEATREQUEST']._serialized_end=852
+  _globals['_HEARTBEATRESPONSE']._serialized_start=854
+  _globals['_HEARTBEATRESPONSE']._serialized_end=891
+  _globals['_KEEPALIVERESPONSE']._serialized_start=893
+  _globals['_KEEPALIVERESPONSE']._serialized_end=974
+  _globals['_DEREGISTERREQUEST']._serialized_start=976
+  _globals['_DEREGISTERREQUEST']._serialized_end=1024
+  _globals['_DEREGISTERRESPONSE']._serialized_start=1026
+  _globals['_DEREGISTERRESPONSE']._serialized_end=1081
+  _globals['_DISCOVERREQUEST']._serialized_start=1083
+  _globals['_DISCOVERREQUEST']._serialized_end=1158
+  _globals['_DISCOVERRESPONSE']._serialized_start=1160
+  _globals['_DISCOVERRESPONSE']._serialized_end=1272
+  _globals['_WATCHREQUEST']._serialized_start=1274
+  _globals['_WATCHREQUEST']._serialized_end=1329
+  _globals['_SNAPSHOT']._serialized_start=1331
+  _globals['_SNAPSHOT']._serialized_end=1390
+  _globals['_CHANGE']._serialized_start=1393
+  _globals['_CHANGE']._serialized_end=1575
+  _globals['_CHANGE_KIND']._serialized_start=1498
+  _globals['_CHANGE_KIND']._serialized_end=1575
+  _globals['_WATCHEVENT']._serialized_start=1578
+  _globals['_WATCHEVENT']._serialized_end=1713
+  _globals['_REGISTRY']._serialized_start=1790
+  _globals['_REGISTRY']._serialized_end=2427
 # @@protoc_insertion_point(module_scope)

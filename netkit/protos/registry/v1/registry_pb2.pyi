@@ -76,6 +76,20 @@ class RegisterResponse(_message.Message):
     instance: Instance
     def __init__(self, revision: _Optional[int] = ..., instance: _Optional[_Union[Instance, _Mapping]] = ...) -> None: ...
 
+class RegisterManyRequest(_message.Message):
+    __slots__ = ("registrations",)
+    REGISTRATIONS_FIELD_NUMBER: _ClassVar[int]
+    registrations: _containers.RepeatedCompositeFieldContainer[RegisterRequest]
+    def __init__(self, registrations: _Optional[_Iterable[_Union[RegisterRequest, _Mapping]]] = ...) -> None: ...
+
+class RegisterManyResponse(_message.Message):
+    __slots__ = ("revision", "instances")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    instances: _containers.RepeatedCompositeFieldContainer[Instance]
+    def __init__(self, revision: _Optional[int] = ..., instances: _Optional[_Iterable[_Union[Instance, _Mapping]]] = ...) -> None: ...
+
 class HeartbeatRequest(_message.Message):
     __slots__ = ("service", "id", "health")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
