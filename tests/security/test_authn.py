@@ -8,6 +8,7 @@ import hashlib
 import hmac as hmac_mod
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -83,18 +84,21 @@ async def test_jwt_algorithms(algorithm: str, signing: Any, verifying: Any) -> N
 
 @pytest.mark.parametrize(
     ("bad", "message"),
+    # Built when the test runs, not when it is collected: a long suite would otherwise
+    # let the "good" expiry of these tokens pass before they are checked.
     [
-        (claims(exp=int(time.time()) - 3600), "expired"),
-        (claims(nbf=int(time.time()) + 3600), "not valid yet"),
-        (claims(iss="evil"), "issuer"),
-        (claims(aud="other"), "not meant for us"),
-        (claims(exp=None), "'exp'"),
+        (lambda: claims(exp=int(time.time()) - 3600), "expired"),
+        (lambda: claims(nbf=int(time.time()) + 3600), "not valid yet"),
+        (lambda: claims(iss="evil"), "issuer"),
+        (lambda: claims(aud="other"), "not meant for us"),
+        (lambda: claims(exp=None), "'exp'"),
     ],
+    ids=["expired", "not-yet-valid", "issuer", "audience", "no-exp"],
 )
-async def test_jwt_claims_are_checked(bad: dict[str, Any], message: str) -> None:
+async def test_jwt_claims_are_checked(bad: Callable[[], dict[str, Any]], message: str) -> None:
     authn = JWTAuthenticator(EC.public_key(), algorithms=["ES256"], issuer="iss", audience="api")
     with pytest.raises(Unauthenticated, match=message):
-        await authn.authenticate(request(jwt.encode(bad, EC, algorithm="ES256")))
+        await authn.authenticate(request(jwt.encode(bad(), EC, algorithm="ES256")))
 
 
 async def test_jwt_attacks_are_refused() -> None:
