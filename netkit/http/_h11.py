@@ -21,6 +21,7 @@ import trio
 
 from ..errors import ConnectionClosed, HTTPStatusError, LocalProtocolError
 from ._config import ServerConfig
+from ._direct import DirectIO
 from ._h2 import H2Connection
 from ._headers import Headers, HeadersLike, normalize
 from ._stream import (
@@ -181,7 +182,9 @@ class H11Stream(HTTPStream):
         )
         self.headers_sent = self.finished = self.tunnelled = True
         conn.closing = True
-        conn.tunnel = ConnectionTunnel(conn.transport, conn.h11.trailing_data[0], conn.send_bytes)
+        conn.tunnel = ConnectionTunnel(
+            conn.transport, conn.h11.trailing_data[0], conn.send_bytes, conn.io
+        )
         await conn.send_bytes(data)
         return conn.tunnel
 
@@ -212,6 +215,8 @@ class H11Connection:
         #: Bytes handed to h11 so far (to measure each request head exactly).
         self._fed = len(initial_data)
         self._scope = trio.CancelScope()
+        #: Direct reads and writes on a plain TCP socket (see ``_direct``).
+        self.io = DirectIO(transport)
         self._upgraded: H2Connection | None = None
         #: The connection as handed to an upper protocol after ``101`` (accept_tunnel).
         self.tunnel: ConnectionTunnel | None = None
@@ -222,6 +227,18 @@ class H11Connection:
     # connection (there is nothing to answer on a connection whose peer stalls), and the
     # hot path pays for no extra cancel scopes.
     async def send_bytes(self, data: bytes) -> None:
+        io = self.io
+        if io.fd >= 0 and data:
+            # The usual case: the kernel takes the whole response at once (_direct).
+            try:
+                sent = io.write_now(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise ConnectionClosed("could not write the response") from exc
+            if sent == len(data):
+                await io.after_write(sent)
+                return
+            data = data[sent:]
+            io.slow_write()
         scope = self._scope
         saved = scope.deadline
         scope.deadline = trio.current_time() + self.config.write_timeout
@@ -251,7 +268,7 @@ class H11Connection:
         try:
             while True:
                 try:
-                    data = await self.transport.receive_some(_READ_SIZE)
+                    data = await self._receive()
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise ConnectionClosed("transport failed while reading") from exc
                 self.h11.receive_data(bytes(data))
@@ -267,6 +284,15 @@ class H11Connection:
                     scope.deadline = trio.current_time() + self.config.request_head_timeout
         finally:
             scope.deadline = math.inf
+
+    async def _receive(self) -> bytes | bytearray:
+        fd = self.io.fd
+        if fd >= 0:
+            await trio.lowlevel.wait_readable(fd)
+            data = self.io.read_now(_READ_SIZE)
+            if data is not None:
+                return data
+        return await self.transport.receive_some(_READ_SIZE)
 
     def start_drain(self) -> None:
         """Graceful shutdown: finish the current response with ``connection: close``."""

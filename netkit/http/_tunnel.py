@@ -10,15 +10,10 @@ code path whatever the transport:
   consumed, writes wait for the peer's windows: HTTP/2's backpressure carries through.
 
 On a plain TCP connection, :class:`ConnectionTunnel` reads and writes the socket's file
-descriptor itself: trio's ``SocketStream`` spends, per call, two context managers, a
-``recv`` that fails with EAGAIN before every wait, and a scheduler round after every
-successful ``send`` — about half the CPU of a small WebSocket echo. Here a read waits
-for readability (that wait is the checkpoint) and then reads once; a write that the
-kernel takes whole costs one ``write`` and a cancellation check, and yields to the
-scheduler once per 256 KiB written (each write counting 256 bytes more), like HTTP/2's
-small writes do. A write the kernel cannot take whole goes through the connection's own
-write path (trio's ``send_all``, bounded by ``write_timeout``). TLS and any other
-transport use the transport's methods.
+descriptor itself, sharing the HTTP/1.1 connection's :class:`~._direct.DirectIO` (see
+there for why and how). A write the kernel cannot take whole goes through the
+connection's own write path (bounded by ``write_timeout``). TLS and any other transport
+use the transport's methods.
 
 Errors follow trio's meaning: ``trio.BrokenResourceError`` when the peer or the
 connection went away, ``trio.ClosedResourceError`` after our own ``aclose``.
@@ -26,15 +21,13 @@ connection went away, ``trio.ClosedResourceError`` after our own ``aclose``.
 
 from __future__ import annotations
 
-import errno
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
 
 from ..errors import ConnectionClosed, LocalProtocolError, StreamReset
+from ._direct import DirectIO
 
 
 class ReceiveInterrupted(Exception):
@@ -49,17 +42,16 @@ class ConnectionTunnel(trio.abc.HalfCloseableStream):
         transport: trio.abc.Stream,
         initial: bytes,
         send_bytes: Callable[[bytes], Awaitable[None]],
+        io: DirectIO | None = None,
     ) -> None:
         self._transport = transport
         self._initial = initial
         #: The connection's own write path (bounded by ``write_timeout``).
         self._send_bytes = send_bytes
         self._closed = False
-        #: The socket's descriptor when the fast path applies (plain TCP), else -1.
-        self._fd = -1
-        if isinstance(transport, trio.SocketStream) and sys.platform != "win32":
-            self._fd = transport.socket.fileno()
-        self._unyielded = 0
+        self._io = io if io is not None else DirectIO(transport)
+        #: The socket's descriptor when the direct path applies (plain TCP), else -1.
+        self._fd = self._io.fd
         self._receiving = False
         self._interrupted = False
 
@@ -101,34 +93,22 @@ class ConnectionTunnel(trio.abc.HalfCloseableStream):
             raise
         finally:
             self._receiving = False
-        try:
-            return os.read(fd, max_bytes or _READ_SIZE)
-        except BlockingIOError:  # a spurious wake-up: wait properly
+        got = self._io.read_now(max_bytes or _READ_SIZE)
+        if got is None:  # a spurious wake-up: wait properly
             return bytes(await self._transport.receive_some(max_bytes))
-        except OSError as exc:
-            raise _translate(exc) from exc
+        return got
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise trio.ClosedResourceError("tunnel closed")
-        fd = self._fd
-        if fd >= 0 and data:
-            try:
-                sent = os.write(fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise _translate(exc) from exc
+        io = self._io
+        if io.fd >= 0 and data:
+            sent = io.write_now(data)
             if sent == len(data):
-                self._unyielded += sent + 256
-                if self._unyielded < _YIELD_EVERY:
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                else:
-                    self._unyielded = 0
-                    await trio.lowlevel.checkpoint()
+                await io.after_write(sent)
                 return
             data = memoryview(data)[sent:]
-        self._unyielded = 0
+        io.slow_write()
         try:
             await self._send_bytes(bytes(data))
         except ConnectionClosed as exc:
@@ -150,14 +130,6 @@ class ConnectionTunnel(trio.abc.HalfCloseableStream):
 
 
 _READ_SIZE = 64 * 1024
-_YIELD_EVERY = 256 * 1024
-_CLOSED_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
-
-
-def _translate(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
-    if exc.errno in _CLOSED_ERRNOS:
-        return trio.ClosedResourceError("connection closed")
-    return trio.BrokenResourceError(f"connection lost: {exc}")
 
 
 class _TunnelledStream(Protocol):
