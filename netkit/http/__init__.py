@@ -6,6 +6,7 @@ from ._client import H2ClientConnection as H2ClientConnection
 from ._client_config import ClientConfig as ClientConfig
 from ._config import ServerConfig as ServerConfig
 from ._headers import Headers as Headers
+from ._observer import ServerObserver as ServerObserver
 from ._server import Server as Server
 from ._server import serve as serve
 from ._stream import Handler as Handler
@@ -22,5 +23,6 @@ __all__ = [
     "Request",
     "Server",
     "ServerConfig",
+    "ServerObserver",
     "serve",
 ]
