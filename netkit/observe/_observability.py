@@ -28,6 +28,7 @@ from prometheus_client.exposition import choose_encoder
 
 from ..http import HTTPStream, Server, serve
 from ..http._stream import error_body
+from ._components import BalancerCollector, BalancerMetrics, RegistryCollector
 from ._context import SpanContext, enter, from_headers, leave
 from ._metrics import DEFAULT_MAX_SERIES, ServerCollector, ServerMetrics
 
@@ -97,6 +98,8 @@ class Observability:
         self.tracing = tracing
         self.access_log = access_log
         self.otel: Any = None
+        #: Balancers being watched, with their metrics (the live view lists backends).
+        self.balancers: list[tuple[Any, BalancerMetrics]] = []
         if otel:
             from ._otel import OTelBridge
 
@@ -172,6 +175,19 @@ class Observability:
             self.otel.end(ex.otel, stream, status)
         if ex.token is not None:
             leave(ex.token)
+
+    # -- components -----------------------------------------------------------------------
+    def watch_balancer(self, balancer: Any, proxy: Any = None) -> BalancerMetrics:
+        """Expose a ``netkit.balance.Balancer`` (and its ``ReverseProxy``) on ``/metrics``."""
+        metrics = BalancerMetrics()
+        balancer.observer = metrics
+        self.registry.register(BalancerCollector(balancer, metrics, proxy))
+        self.balancers.append((balancer, metrics))
+        return metrics
+
+    def watch_registry(self, registry: Any) -> None:
+        """Expose a ``netkit.discovery.MemoryRegistry`` on ``/metrics``."""
+        self.registry.register(RegistryCollector(registry))
 
     # -- exposition ---------------------------------------------------------------------
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:

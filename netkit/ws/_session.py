@@ -107,6 +107,9 @@ class WebSocket:
         self.compressed = bool(handshake.extensions)
         #: Messages dropped from the outbox under ``Overflow.DROP_OLDEST``.
         self.dropped = 0
+        #: Whole messages received from the peer and handed to the transport (metrics).
+        self.messages_received = 0
+        self.messages_sent = 0
         #: Set once the connection is closed (or closing): how it ended.
         self.closed: WebSocketClosed | None = None
         self._tunnel = tunnel
@@ -157,6 +160,7 @@ class WebSocket:
         """Send one message, waiting until the transport has taken it."""
         if self._close_sent or self.closed is not None:
             raise self.closed or WebSocketClosed(1006)
+        self.messages_sent += 1
         if isinstance(message, str):
             await self._send_event(TextMessage(data=message))
         else:
@@ -261,6 +265,7 @@ class WebSocket:
                 data = bytearray()
                 while outbox and len(data) < _BATCH:
                     message = outbox.popleft()
+                    self.messages_sent += 1
                     if isinstance(message, str):
                         data += ws.send(TextMessage(data=message))
                     else:
@@ -312,6 +317,7 @@ class WebSocket:
                         joined = "" if isinstance(event, TextMessage) else b""
                         inbox.append(joined.join(parts))
                         parts = []
+                    self.messages_received += 1
                     self._wake_receiver()
                 elif isinstance(event, Ping):
                     if ws.state is ConnectionState.OPEN:
