@@ -143,13 +143,25 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
 
+#: Libraries that print raw header blocks (DEBUG) or full URLs with their query strings
+#: (httpx, INFO): credentials inside free text that redaction cannot find.
+WIRE_LOGGERS = ("hpack", "h2", "httpcore", "httpx", "websockets", "grpc")
+
+
 def configure_logging(
-    *, format: str = "json", level: int | str = logging.INFO, stream: TextIO | None = None
+    *,
+    format: str = "json",
+    level: int | str = logging.INFO,
+    stream: TextIO | None = None,
+    quiet_wire_loggers: bool = True,
 ) -> logging.Handler:
     """Send every ``logging`` record to ``stream`` (stderr) as JSON or key=value lines.
 
     Replaces the root logger's handlers with one that carries the trace filter and the
-    chosen formatter, and returns it (tests and tools may remove it again).
+    chosen formatter, and returns it (tests and tools may remove it again). With
+    ``quiet_wire_loggers`` (the default), the libraries in :data:`WIRE_LOGGERS` are
+    capped at WARNING: they print header blocks and URLs with query strings, and
+    redaction cannot find a credential inside a free-text message.
     """
     if format not in ("json", "kv"):
         raise ValueError(f"log format must be 'json' or 'kv', not {format!r}")
@@ -161,4 +173,9 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    if quiet_wire_loggers:
+        for name in WIRE_LOGGERS:
+            wire = logging.getLogger(name)
+            if wire.getEffectiveLevel() < logging.WARNING:
+                wire.setLevel(logging.WARNING)
     return handler
