@@ -11,6 +11,8 @@ from ._context import current_span as current_span
 from ._context import inject as inject
 from ._context import outbound_headers as outbound_headers
 from ._context import use_span as use_span
+from ._live import render as render_status
+from ._live import run_live_status as run_live_status
 from ._logs import JSONFormatter as JSONFormatter
 from ._logs import KeyValueFormatter as KeyValueFormatter
 from ._logs import TraceContextFilter as TraceContextFilter
@@ -43,5 +45,7 @@ __all__ = [
     "parse_traceparent",
     "parse_tracestate",
     "redact_headers",
+    "render_status",
+    "run_live_status",
     "use_span",
 ]
