@@ -23,6 +23,8 @@ from .http import Request as Request
 from .http import Server as Server
 from .http import ServerConfig as ServerConfig
 from .http import serve as serve
+from .observe import Observability as Observability
+from .observe import configure_logging as configure_logging
 from .rest import APIConnectionError as APIConnectionError
 from .rest import APIError as APIError
 from .rest import APITimeout as APITimeout
@@ -63,6 +65,7 @@ __all__ = [
     "Headers",
     "LocalProtocolError",
     "NetkitError",
+    "Observability",
     "PeerIdentity",
     "Policy",
     "Principal",
@@ -87,6 +90,7 @@ __all__ = [
     "WebSocketClosed",
     "WebSocketConfig",
     "client_context",
+    "configure_logging",
     "respond_json",
     "serve",
     "server_context",
