@@ -32,6 +32,8 @@ from .http import Request as Request
 from .http import Server as Server
 from .http import ServerConfig as ServerConfig
 from .http import serve as serve
+from .observe import Observability as Observability
+from .observe import configure_logging as configure_logging
 from .rest import APIConnectionError as APIConnectionError
 from .rest import APIError as APIError
 from .rest import APITimeout as APITimeout
@@ -76,6 +78,7 @@ __all__ = [
     "LocalProtocolError",
     "MemoryRegistry",
     "NetkitError",
+    "Observability",
     "PeerIdentity",
     "Policy",
     "Principal",
@@ -105,6 +108,7 @@ __all__ = [
     "WebSocketConfig",
     "add_registry_routes",
     "client_context",
+    "configure_logging",
     "respond_json",
     "serve",
     "server_context",

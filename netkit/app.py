@@ -68,6 +68,7 @@ class App:
             headers, body = error_body(404, f"no route for {request.path}")
             await stream.respond(404, headers, body)
             return
+        stream.route = request.path  # an exact route: the path is its template
         handler = methods.get(request.method)
         if handler is None and request.method == "HEAD":
             handler = methods.get("GET")

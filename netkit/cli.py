@@ -22,6 +22,7 @@ The interop modules are imported only by the interop commands: they register the
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import resource
@@ -81,6 +82,7 @@ async def _serve_until_signalled(
     ssl_context: ssl.SSLContext | None,
     config: ServerConfig,
     banner: Callable[[Server], str],
+    observer: Any = None,
 ) -> None:
     """Serve ``app`` until a signal; print ``banner(server)`` once it is listening.
 
@@ -92,7 +94,13 @@ async def _serve_until_signalled(
 
             async def run_server(*, task_status: trio.TaskStatus[Server]) -> None:
                 await serve(
-                    app, host, port, ssl_context=ssl_context, config=config, task_status=task_status
+                    app,
+                    host,
+                    port,
+                    ssl_context=ssl_context,
+                    config=config,
+                    observer=observer,
+                    task_status=task_status,
                 )
                 nursery.cancel_scope.cancel()  # serve() has finished: stop watching signals
 
@@ -182,6 +190,10 @@ def _parser() -> argparse.ArgumentParser:
         "--health-check", help="tcp, http:/PATH or grpc[:SERVICE] (default: none, passive only)"
     )
     p.add_argument("--health-interval", type=float, default=5.0)
+    p.add_argument(
+        "--status", action="store_true", help="live status on stderr (requests/s, p99, backends)"
+    )
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
 
     # Dispatched before parsing (see main); listed here for ``netkit --help``.
     sub.add_parser("codegen", help="generate messages and netkit services from .proto files")
@@ -277,9 +289,22 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     config = ServerConfig(max_connections=args.max_connections, shutdown_grace=args.shutdown_grace)
     _raise_fd_limit(args.max_connections + 64)
 
+    obs = None
+    if args.status or args.metrics_port is not None:
+        from .observe import Observability
+
+        obs = Observability(access_log=False)
+        obs.watch_balancer(proxy.balancer, proxy)
+
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(proxy.run)
+            if obs is not None and args.metrics_port is not None:
+                await nursery.start(obs.serve_metrics, args.host, args.metrics_port)
+            if obs is not None and args.status:
+                from .observe import run_live_status
+
+                nursery.start_soon(functools.partial(run_live_status, obs, out=sys.stderr))
             await _serve_until_signalled(
                 proxy,
                 args.host,
@@ -289,6 +314,7 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 banner=lambda server: (
                     f"netkit balancer ({scheme}, {len(backends)} backend(s)) on port {server.port}"
                 ),
+                observer=obs,
             )
             nursery.cancel_scope.cancel()
 

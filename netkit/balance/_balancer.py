@@ -63,6 +63,8 @@ class LoadBalancer:
         #: Requests and retries in flight (the retry budget compares them).
         self.active = 0
         self.active_retries = 0
+        #: Retries the retry budget refused (metrics).
+        self.retry_budget_exhausted = 0
 
     # -- membership -----------------------------------------------------------------
     @property
@@ -171,7 +173,10 @@ class LoadBalancer:
     def may_retry(self) -> bool:
         """Whether the retry budget allows one more retry now."""
         allowed = max(self.config.min_retry_concurrency, self.config.retry_budget * self.active)
-        return self.active_retries < allowed
+        if self.active_retries < allowed:
+            return True
+        self.retry_budget_exhausted += 1
+        return False
 
     # -- passive outlier detection ------------------------------------------------------
     def record(self, state: BackendState, outcome: Outcome, now: float) -> bool:

@@ -45,6 +45,7 @@ import trio
 from ..errors import ConnectionClosed, NetkitError, RemoteProtocolError, StreamReset
 from ..http import ClientStream, Headers, HTTPStream
 from ..http._stream import error_body
+from ..observe._context import inject
 from ..wire import InvalidTimeout, StatusCode, content_type_is_grpc, decode_timeout
 from ._backend import Backend, BackendState
 from ._balancer import MembershipChange, Outcome
@@ -258,6 +259,7 @@ class ReverseProxy:
             http_version=request.http_version,
             via=self.config.via,
         )
+        inject(pairs)  # the backend's parent span is the proxy's (netkit.observe)
         return pairs, request_id
 
     async def _forward(self, stream: HTTPStream, is_grpc: bool) -> None:

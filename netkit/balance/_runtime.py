@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
@@ -22,6 +23,14 @@ from ._source import BackendSource
 from ._strategies import PeakEWMA, Strategy
 
 Listener = Callable[[MembershipChange], None]
+
+
+class BalancerObserver(Protocol):
+    """What a :class:`Balancer` reports to metrics (``netkit.observe.watch_balancer``)."""
+
+    def picked(self, backend: Backend) -> None: ...
+    def ended(self, backend: Backend, outcome: str, latency: float, ejected: bool) -> None: ...
+    def health_changed(self, backend: Backend, healthy: bool) -> None: ...
 
 
 class Balancer:
@@ -51,6 +60,8 @@ class Balancer:
         #: Set each time a snapshot has been applied (tests and tools wait on it).
         self.snapshots_applied = 0
         self._changed = trio.Event()
+        #: Told about picks, request ends and health verdicts (``netkit.observe``).
+        self.observer: BalancerObserver | None = None
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(change)`` after every membership change."""
@@ -89,15 +100,21 @@ class Balancer:
         with trio.CancelScope() as scope:
             self._checks[backend] = scope
             probe = self._probe_factory(backend) if self._probe_factory else None
-            await run_health_checks(
-                backend, self.health, self.lb.set_healthy, probe=probe, rng=self._rng
-            )
+            await run_health_checks(backend, self.health, self._verdict, probe=probe, rng=self._rng)
+
+    def _verdict(self, backend: Backend, healthy: bool) -> None:
+        self.lb.set_healthy(backend, healthy)
+        if self.observer is not None:
+            self.observer.health_changed(backend, healthy)
 
     # -- the per-request API (synchronous, trio's clock) --------------------------------
     def pick(
         self, *, key: int | None = None, exclude: tuple[BackendState, ...] = ()
     ) -> BackendState | None:
-        return self.lb.pick(trio.current_time(), key=key, exclude=exclude)
+        state = self.lb.pick(trio.current_time(), key=key, exclude=exclude)
+        if state is not None and self.observer is not None:
+            self.observer.picked(state.backend)
+        return state
 
     def start(self, state: BackendState, *, retry: bool = False) -> float:
         """Count a request as started on ``state``; returns the start time."""
@@ -109,4 +126,9 @@ class Balancer:
         self, state: BackendState, started: float, outcome: Outcome, *, retry: bool = False
     ) -> None:
         now = trio.current_time()
+        ejections = state.ejections
         self.lb.end(state, now, outcome, latency=now - started, retry=retry)
+        if self.observer is not None:
+            self.observer.ended(
+                state.backend, outcome.value, now - started, state.ejections > ejections
+            )

@@ -94,6 +94,9 @@ class RegistryCore:
         self._held: set[Key] = set()
         self._held_removals: set[Key] = set()
         self._recheck_at = math.inf
+        #: Heartbeats accepted and TTL expirations (instances turned critical), for metrics.
+        self.heartbeats = 0
+        self.expirations = 0
 
     # -- reading ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -179,6 +182,7 @@ class RegistryCore:
         if entry is None:
             raise InstanceNotFound(f"{service}/{instance_id} is not registered")
         before = entry.health
+        self.heartbeats += 1
         self._discard_marks(key)
         entry.lapsed = entry.held = False
         entry.reported = health or Health.PASSING
@@ -247,6 +251,7 @@ class RegistryCore:
                 continue
             before = entry.health
             entry.lapsed = True
+            self.expirations += 1
             self._lapsed.add(entry.instance.key)
             if before is not Health.CRITICAL:
                 # The deadline itself, not when the driver got round to it; a held

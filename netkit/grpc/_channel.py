@@ -32,6 +32,7 @@ from google.protobuf.message import Message
 
 from ..errors import ConnectionClosed, NetkitError, StreamReset
 from ..http import ClientStream, H2ClientConnection, Headers
+from ..observe._context import outbound_headers
 from ..wire import (
     StatusCode,
     content_type_is_grpc,
@@ -285,6 +286,8 @@ class ClientCall(Generic[Req, Resp]):
         headers.append(("grpc-accept-encoding", ",".join(SUPPORTED_ENCODINGS)))
         headers.append(("user-agent", _USER_AGENT))
         headers.extend(encode_metadata(metadata))
+        if not any(name == "traceparent" for name, _ in metadata):
+            headers.extend(outbound_headers())  # W3C trace context (netkit.observe)
         conn = await self.channel._connection()
         try:
             self._stream = await conn.open_stream("POST", self.path, headers)

@@ -120,7 +120,10 @@ class GRPCServer:
             )
             return
         stream.set_body_limit(None)  # bounded per message instead
+        stream.protocol = "grpc"
         method = self._methods.get(request.path)
+        if method is not None:
+            stream.route = request.path  # a registered method: a bounded label
         try:
             call = self._make_call(stream, method)
         except GRPCError as exc:

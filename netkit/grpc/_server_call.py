@@ -139,6 +139,8 @@ class ServerCall:
             reader.feed(chunk)
         message = reader.take()
         self.last_request_compressed = reader.last_compressed
+        if self._stream.exchange is not None:
+            self._stream.exchange.messages_in += 1
         return message
 
     async def _single_request(self) -> Message:
@@ -198,6 +200,8 @@ class ServerCall:
     def _frame(self, message: Message, compress: bool | None = None) -> bytes:
         """``message`` serialized, checked against the send limit, maybe compressed, framed."""
         payload = message.SerializeToString()
+        if self._stream.exchange is not None:
+            self._stream.exchange.messages_out += 1
         if len(payload) > self._max_send:
             raise GRPCError(
                 StatusCode.RESOURCE_EXHAUSTED,
@@ -225,6 +229,7 @@ class ServerCall:
         if self.status_sent or self._stream.finished:
             return
         self.status_sent = True
+        self._stream.outcome = code.name
         trailers = status_headers(code, message, details, self._trailing)
         reply, self._reply = self._reply, None
         if reply is not None and code == StatusCode.OK:
@@ -265,6 +270,7 @@ def status_headers(
 async def refuse(stream: HTTPStream, error: GRPCError) -> None:
     """Answer a call refused before it started (unknown method, bad headers): Trailers-Only."""
     fields = status_headers(error.code, error.message, error.details, error.trailers)
+    stream.outcome = error.code.name
     await stream.send_headers(200, [("content-type", "application/grpc"), *fields], end_stream=True)
 
 

@@ -6,6 +6,7 @@ from ._client import H2ClientConnection as H2ClientConnection
 from ._client_config import ClientConfig as ClientConfig
 from ._config import ServerConfig as ServerConfig
 from ._headers import Headers as Headers
+from ._observer import ServerObserver as ServerObserver
 from ._server import Server as Server
 from ._server import current_server as current_server
 from ._server import serve as serve
@@ -24,5 +25,6 @@ __all__ = [
     "Server",
     "ServerConfig",
     "current_server",
+    "ServerObserver",
     "serve",
 ]

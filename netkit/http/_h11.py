@@ -24,6 +24,7 @@ from ._config import ServerConfig
 from ._direct import DirectIO
 from ._h2 import H2Connection
 from ._headers import Headers, HeadersLike, normalize
+from ._observer import ServerObserver
 from ._stream import (
     BODYLESS_STATUSES,
     Handler,
@@ -115,6 +116,7 @@ class H11Stream(HTTPStream):
             pairs.append((b"connection", b"close"))
         data = self._continue_first(status) + self._encode(_response(status, pairs))
         self.headers_sent = True
+        self.status = status
         if end_stream:
             data += self._encode(h11.EndOfMessage())
             self.finished = True
@@ -126,6 +128,7 @@ class H11Stream(HTTPStream):
         if not self.headers_sent:
             raise LocalProtocolError("send_headers() must come first")
         out = self._encode(h11.Data(data=data)) if data and not self._head else b""
+        self.bytes_sent += len(data)
         if end_stream:
             out += self._encode(h11.EndOfMessage())
             self.finished = True
@@ -152,6 +155,8 @@ class H11Stream(HTTPStream):
             data += self._encode(h11.Data(data=body))
         data += self._encode(h11.EndOfMessage())
         self.headers_sent = self.finished = True
+        self.status = status
+        self.bytes_sent += len(body)
         await self._conn.send_bytes(data)
 
     async def abort(self) -> None:
@@ -181,6 +186,7 @@ class H11Stream(HTTPStream):
             )
         )
         self.headers_sent = self.finished = self.tunnelled = True
+        self.status = 101
         conn.closing = True
         conn.tunnel = ConnectionTunnel(
             conn.transport, conn.h11.trailing_data[0], conn.send_bytes, conn.io
@@ -200,11 +206,13 @@ class H11Connection:
         *,
         scheme: str,
         initial_data: bytes = b"",
+        observer: ServerObserver | None = None,
     ) -> None:
         self.transport = transport
         self.handler = handler
         self.config = config
         self.scheme = scheme
+        self.observer = observer
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
         if initial_data:
             self.h11.receive_data(initial_data)
@@ -319,6 +327,8 @@ class H11Connection:
             except ConnectionClosed:
                 return
             except h11.RemoteProtocolError as exc:
+                if self.observer is not None and exc.error_status_hint == 431:
+                    self.observer.limit_hit("431")
                 await self._send_error(exc.error_status_hint, str(exc))
                 return
             if not isinstance(event, h11.Request):
@@ -326,6 +336,8 @@ class H11Connection:
             # h11 bounds only heads that arrive in pieces; bound complete ones too.
             head_size = self._fed - len(self.h11.trailing_data[0]) - start
             if head_size > self.config.max_header_size:
+                if self.observer is not None:
+                    self.observer.limit_hit("431")
                 await self._send_error(431, "request head too large")
                 return
             names = {name for name, _ in event.headers}
@@ -338,7 +350,15 @@ class H11Connection:
                 await self._upgrade_to_h2(request)
                 return
             stream = H11Stream(self, request)
-            await run_handler(self.handler, stream)
+            observer = self.observer
+            if observer is None:
+                await run_handler(self.handler, stream)
+            else:
+                token = observer.request_started(stream)
+                try:
+                    await run_handler(self.handler, stream)
+                finally:
+                    observer.request_finished(stream, token)
             if stream.aborted or stream.tunnelled or not await self._finish_cycle():
                 return
             self._idle = True
@@ -364,6 +384,7 @@ class H11Connection:
             scheme=self.scheme,
             initial_data=self.h11.trailing_data[0],
             upgrade=(settings, request),
+            observer=self.observer,
         )
         self._upgraded = h2conn
         if self.closing:

@@ -68,6 +68,7 @@ from ._h2_common import H2Protocol, prepare_outbound
 from ._h2_headers import MalformedHeaders, check_trailers, split_request
 from ._h2_settings import CompactSettings
 from ._headers import Headers, HeadersLike, normalize
+from ._observer import ServerObserver
 from ._stream import (
     BODYLESS_STATUSES,
     Handler,
@@ -255,6 +256,7 @@ class H2Stream(HTTPStream):
         end_stream = end_stream or (self._head and status >= 200)
         self._call(self._conn.h2.send_headers, self.stream_id, pairs, end_stream=end_stream)
         self.headers_sent = True
+        self.status = status
         self.finished = end_stream
 
     async def send_headers(
@@ -283,6 +285,7 @@ class H2Stream(HTTPStream):
             raise StreamReset(self._reset_code)
         if data:
             self._pending += data
+            self.bytes_sent += len(data)
         if end_stream or len(self._pending) >= _STREAM_BUFFER:
             await self._drain(end_stream=end_stream)
             return
@@ -379,6 +382,7 @@ class H2Stream(HTTPStream):
         if status not in BODYLESS_STATUSES:
             pairs.append((b"content-length", str(len(body)).encode()))
         self._start_response(status, pairs, not body)
+        self.bytes_sent += len(body)
         if self.finished:
             await self._conn.queue_and_wait()
             return
@@ -403,12 +407,13 @@ class H2Stream(HTTPStream):
         if not self.finished:  # (a HEAD response ended on its headers)
             if body:
                 window = self._call(h2c.local_flow_control_window, self.stream_id)
-                if len(body) > min(window, h2c.max_outbound_frame_size):
+                if len(body) > min(window, h2c.max_outbound_frame_size):  # send_data counts it
                     await self._conn.queue_and_wait()
                     await self.send_data(body)
                     await self.send_trailers(trailers)
                     return
                 self._call(h2c.send_data, self.stream_id, body)
+                self.bytes_sent += len(body)
             self._call(h2c.send_headers, self.stream_id, tail, end_stream=True)
             self.finished = True
         await self._conn.queue_and_wait(final=True)
@@ -444,8 +449,10 @@ class H2Connection:
         scheme: str,
         initial_data: bytes = b"",
         upgrade: tuple[bytes, Request] | None = None,
+        observer: ServerObserver | None = None,
     ) -> None:
         self.transport = transport
+        self.observer = observer
         #: From an HTTP/1.1 ``Upgrade: h2c``: the HTTP2-Settings value and the request
         #: that becomes stream 1.
         self._upgrade = upgrade
@@ -569,6 +576,8 @@ class H2Connection:
             self.h2.reset_stream(stream_id, code)
         except h2.exceptions.ProtocolError:
             return  # already closed on h2's side
+        if self.observer is not None:
+            self.observer.reset("sent", code)
         self.queue()
 
     def goaway(self, code: int, last_stream_id: int | None = None) -> None:
@@ -581,6 +590,8 @@ class H2Connection:
         frame.error_code = code
         self._outbuf += frame.serialize()
         self._writer_wake.set()
+        if self.observer is not None:
+            self.observer.goaway("sent", code)
         if self.goaway_code is None or code:
             self.goaway_code = code
 
@@ -669,6 +680,10 @@ class H2Connection:
             code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
             self.h2.close_connection(error_code=code)
             self.goaway_code = int(code)
+            if self.observer is not None:
+                self.observer.goaway("sent", int(code))
+                if code == ErrorCodes.ENHANCE_YOUR_CALM:
+                    self.observer.limit_hit("ENHANCE_YOUR_CALM")
             self.queue()
             return False
         now = trio.current_time()
@@ -692,6 +707,8 @@ class H2Connection:
             elif isinstance(event, h2.events.WindowUpdated):
                 self._on_window(event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
+                if self.observer is not None:
+                    self.observer.reset("received", int(event.error_code or 0))
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     if not stream.finished:
@@ -717,12 +734,18 @@ class H2Connection:
             elif isinstance(event, h2.events.UnknownFrameReceived):
                 self._charge(self._control, now, "unknown-frame flood")
             elif isinstance(event, h2.events.ConnectionTerminated):
+                if self.observer is not None:
+                    self.observer.goaway("received", int(event.error_code or 0))
                 if event.error_code:
                     self.queue()
                     return False
                 self.draining = True
                 self.h2.refuse_new = True
         if self.h2.refused > self._refused_seen:
+            if self.observer is not None:
+                for _ in range(self.h2.refused - self._refused_seen):
+                    self.observer.reset("sent", ErrorCodes.REFUSED_STREAM)
+                    self.observer.limit_hit("REFUSED_STREAM")
             self._charge(
                 self._resets, now, "refused-stream flood", self.h2.refused - self._refused_seen
             )
@@ -730,6 +753,9 @@ class H2Connection:
         if self._calm_violation:
             self.h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
             self.goaway_code = ErrorCodes.ENHANCE_YOUR_CALM
+            if self.observer is not None:
+                self.observer.goaway("sent", ErrorCodes.ENHANCE_YOUR_CALM)
+                self.observer.limit_hit("ENHANCE_YOUR_CALM")
             self.queue()
             return False
         self.queue()
@@ -796,6 +822,8 @@ class H2Connection:
 
     async def _run_stream(self, stream: H2Stream) -> None:
         sid = stream.stream_id
+        observer = self.observer
+        token = observer.request_started(stream) if observer is not None else None
         try:
             with trio.CancelScope() as stream._scope:
                 if stream._reset_code is not None:
@@ -815,6 +843,8 @@ class H2Connection:
             del self.streams[sid]
             self._pending_streams.discard(stream)
             self.h2.busy -= 1
+            if observer is not None:
+                observer.request_finished(stream, token)
             if not self.streams:
                 self._idle_deadline = trio.current_time() + self.config.keep_alive_timeout
                 if self._read_scope is not None:

@@ -20,6 +20,7 @@ import trio
 from ._config import ServerConfig
 from ._h2 import PREFACE, H2Connection
 from ._h11 import H11Connection
+from ._observer import ServerObserver
 from ._stream import Handler
 
 log = logging.getLogger("netkit.server")
@@ -122,13 +123,16 @@ async def serve(
     *,
     ssl_context: ssl.SSLContext | None = None,
     config: ServerConfig | None = None,
+    observer: ServerObserver | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``handler`` on ``host:port`` until cancelled or ``Server.shutdown()``.
 
     Use it with ``server = await nursery.start(serve, app, "127.0.0.1", 0)``: ``start``
     returns once the sockets are listening, with the :class:`Server` handle. With an
-    ``ssl_context``, ALPN is set to offer ``h2`` and ``http/1.1`` on it.
+    ``ssl_context``, ALPN is set to offer ``h2`` and ``http/1.1`` on it. ``observer``
+    (e.g. ``netkit.observe.Observability``) is told about connections, requests and
+    protocol events; without one, nothing is measured.
     """
     config = config or ServerConfig()
     if ssl_context is not None:
@@ -154,11 +158,21 @@ async def serve(
             if head_scope.cancelled_caught or proto == "eof":
                 return
             cls = H2Connection if proto == "h2" else H11Connection
-            conn = cls(transport, handler, config, scheme=scheme, initial_data=initial)
+            conn = cls(
+                transport, handler, config, scheme=scheme, initial_data=initial, observer=observer
+            )
             server._connections.add(conn)
             if server.shutting_down:
                 conn.start_drain()
-            await conn.run()
+            if observer is None:
+                await conn.run()
+            else:
+                protocol = "h2" if proto == "h2" else "http/1.1"
+                observer.connection_opened(protocol)
+                try:
+                    await conn.run()
+                finally:
+                    observer.connection_closed(protocol)
         except _TRANSPORT_ERRORS:
             pass
         except Exception:

@@ -81,6 +81,21 @@ class HTTPStream(abc.ABC):
     #: Who made the request, once an authenticator has said (``netkit.security``); read
     #: by handlers and by the access log. None: not authenticated (or no authentication).
     principal: Any = None
+    # -- what observation reads (netkit.observe; the HTTP layer only records them) --------
+    #: The route template that served the request, set by the routing layer (REST
+    #: template, gRPC method path, WebSocket endpoint path); None: no route matched.
+    #: Metrics label requests with it, never with the raw path.
+    route: str | None = None
+    #: Which protocol the request carried: ``"http"``, ``"grpc"`` or ``"websocket"``.
+    protocol: str = "http"
+    #: The protocol's own outcome when the HTTP status does not tell it: the gRPC status
+    #: name (``"OK"``, ``"NOT_FOUND"``...) or a WebSocket close code.
+    outcome: str | None = None
+    #: The response status once sent (0 before), and the response body bytes sent.
+    status: int = 0
+    bytes_sent: int = 0
+    #: The observer's record of this exchange (see ``ServerObserver``), None when off.
+    exchange: Any = None
 
     def __init__(self, request: Request, max_body_size: int) -> None:
         self.request = request
@@ -100,6 +115,11 @@ class HTTPStream(abc.ABC):
         """
         self._max_body = limit if limit is not None else 2**63
         self._too_large = self._received > self._max_body
+
+    @property
+    def bytes_received(self) -> int:
+        """Request body bytes read so far."""
+        return self._received
 
     # -- request body -------------------------------------------------------------
     @abc.abstractmethod

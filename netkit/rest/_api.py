@@ -251,6 +251,7 @@ class RestAPI:
         found = self._router.match(method, path)
         try:
             if type(found) is Found:
+                stream.route = found.resource.template
                 await self._serve(stream, found.endpoint, found.params)
             else:
                 await self._no_endpoint(stream, found, method, path)

@@ -35,6 +35,7 @@ from typing import Any, Final, Literal
 import httpx
 import trio
 
+from ..observe._context import outbound_headers
 from ._client_auth import AuthProvider
 from ._client_errors import APIConnectionError, APIError, APITimeout, RestClientError
 from ._client_retry import RetryPolicy, parse_http_date
@@ -227,6 +228,8 @@ class _Call:
                 auth_headers = await client.auth.headers()
             headers = self.headers.copy()
             headers.update(auth_headers)
+            for name, value in outbound_headers():  # W3C trace context (netkit.observe)
+                headers.setdefault(name, value)
             request = client._client.build_request(
                 self.method, self.path, content=self.body, params=self.params, headers=headers
             )

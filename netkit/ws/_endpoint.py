@@ -132,6 +132,8 @@ class WebSocketRoutes:
     async def __call__(self, stream: HTTPStream) -> None:
         request = stream.request
         endpoint = self._endpoints[request.path]
+        stream.protocol = "websocket"
+        stream.route = endpoint.path
         if not is_websocket_request(request):
             headers, body = error_body(426, "this endpoint speaks WebSocket")
             headers += [("upgrade", "websocket"), ("connection", "Upgrade")]
@@ -157,4 +159,17 @@ class WebSocketRoutes:
             handshake=handshake,
             config=endpoint.config,
         )
-        await ws.run(endpoint.handler)
+        if principal is not None and stream.principal is None:
+            stream.principal = principal  # the access log names who it was
+        exchange = stream.exchange
+        if exchange is None:
+            await ws.run(endpoint.handler)
+            return
+        exchange.websocket_opened()
+        try:
+            await ws.run(endpoint.handler)
+        finally:
+            exchange.messages_in += ws.messages_received
+            exchange.messages_out += ws.messages_sent
+            if ws.closed is not None:
+                stream.outcome = str(ws.closed.code)

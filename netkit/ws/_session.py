@@ -142,6 +142,9 @@ class WebSocket:
         self.compressed = bool(handshake.extensions)
         #: Messages dropped from the outbox under ``Overflow.DROP_OLDEST``.
         self.dropped = 0
+        #: Whole messages received from the peer, and handed to the transport (metrics).
+        self.messages_received = 0
+        self.messages_sent = 0
         #: Set once the connection is closed (or closing): how it ended.
         self.closed: WebSocketClosed | None = None
         self._tunnel = tunnel
@@ -236,6 +239,7 @@ class WebSocket:
             if self._ws.state is not ConnectionState.OPEN:
                 raise self.closed or WebSocketClosed(1006)
             await self._write(self._encode(message))
+            self.messages_sent += 1
         finally:
             self._release()
 
@@ -360,6 +364,7 @@ class WebSocket:
                     data += control.popleft()
                 while outbox and len(data) < _BATCH:
                     data += self._encode(outbox.popleft())
+                    self.messages_sent += 1
                 try:
                     await self._write(bytes(data))
                 except WebSocketClosed:
@@ -530,6 +535,7 @@ class WebSocket:
         else:
             self._rx = bytearray(memoryview(data)[pos:])
         if len(inbox) > queued:
+            self.messages_received += len(inbox) - queued
             self._wake_receiver()
         return close
 
@@ -571,6 +577,7 @@ class WebSocket:
                 close = event
                 break
         if len(inbox) > queued:
+            self.messages_received += len(inbox) - queued
             self._wake_receiver()
         return close
 
