@@ -24,7 +24,7 @@ __all__ = [
     "Request",
     "Server",
     "ServerConfig",
-    "current_server",
     "ServerObserver",
+    "current_server",
     "serve",
 ]
