@@ -142,7 +142,7 @@ class WebSocket:
         self.compressed = bool(handshake.extensions)
         #: Messages dropped from the outbox under ``Overflow.DROP_OLDEST``.
         self.dropped = 0
-        #: Whole messages received from the peer, and handed to the transport (metrics).
+        #: Whole messages handed to the handler, and to the transport (metrics).
         self.messages_received = 0
         self.messages_sent = 0
         #: Set once the connection is closed (or closing): how it ended.
@@ -217,6 +217,7 @@ class WebSocket:
                     self._left.set()
                     self._left = None
         message = inbox.popleft()
+        self.messages_received += 1
         if self._reader_wake is not None:
             self._reader_wake.set()
         return message
@@ -535,7 +536,6 @@ class WebSocket:
         else:
             self._rx = bytearray(memoryview(data)[pos:])
         if len(inbox) > queued:
-            self.messages_received += len(inbox) - queued
             self._wake_receiver()
         return close
 
@@ -577,7 +577,6 @@ class WebSocket:
                 close = event
                 break
         if len(inbox) > queued:
-            self.messages_received += len(inbox) - queued
             self._wake_receiver()
         return close
 
