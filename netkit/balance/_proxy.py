@@ -420,7 +420,10 @@ class ReverseProxy:
                 if (retryable and can_replay and not stream.headers_sent)
                 else _End.FAILED
             )
-            if stream.headers_sent:
+            if stream.headers_sent or (is_grpc and exc.reset is not None):
+                # Past the point of answering ourselves -- or a gRPC stream reset by the
+                # backend, which the client gets as the same reset (CANCEL stays
+                # CANCELLED, REFUSED_STREAM stays transparently retryable).
                 end = _End.DONE
                 await self._broken_midway(stream, is_grpc, exc)
             code = StatusCode.UNAVAILABLE
@@ -440,7 +443,7 @@ class ReverseProxy:
                 ]
             )
             return
-        await stream.abort()
+        await stream.abort(exc.reset)
 
     def _response_headers(
         self, headers: Headers, request_id: str, version: str
