@@ -25,6 +25,7 @@ from ._health import run_health_checks as run_health_checks
 from ._pool import PoolLimits as PoolLimits
 from ._proxy import ProxyConfig as ProxyConfig
 from ._proxy import ReverseProxy as ReverseProxy
+from ._registry import RegistryBackends as RegistryBackends
 from ._runtime import Balancer as Balancer
 from ._source import BackendSource as BackendSource
 from ._source import MutableBackends as MutableBackends
@@ -56,6 +57,7 @@ __all__ = [
     "PoolLimits",
     "ProxyConfig",
     "Random",
+    "RegistryBackends",
     "ReverseProxy",
     "RingHash",
     "RoundRobin",
