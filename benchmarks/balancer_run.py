@@ -32,13 +32,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import re
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -160,23 +158,25 @@ def measure_overhead(duration: int, logdir: Path) -> list[Overhead]:
     pin = h.can_pin()
     client_cpu = h.CLIENT_CPU if pin else None
     results: list[Overhead] = []
-    with h.running_server(BACKEND, logdir, pin=pin) as backend:
-        with h.running_server(_proxy_spec(backend.port, pin), logdir, pin=False) as proxy:
-            problem = _grpc_works(proxy.port) or _grpc_works(backend.port)
-            for protocol in PROTOCOLS:
-                for target, port in (("direct", backend.port), ("proxy", proxy.port)):
-                    try:
-                        if protocol == "grpc-unary" and problem:
-                            raise h.HarnessError(problem)
-                        if protocol == "http/1.1":
-                            m = _wrk(port, duration, client_cpu)
-                        else:
-                            m = _h2load(port, protocol, duration, client_cpu)
-                    except h.HarnessError as exc:
-                        m = Overhead(protocol, target, status=str(exc)[:200])
-                    m.target = target
-                    results.append(m)
-                    print(f"  {protocol:10} {target:6} {m.rps or 0:9.0f} req/s  p99 {m.p99_ms} ms")
+    with (
+        h.running_server(BACKEND, logdir, pin=pin) as backend,
+        h.running_server(_proxy_spec(backend.port, pin), logdir, pin=False) as proxy,
+    ):
+        problem = _grpc_works(proxy.port) or _grpc_works(backend.port)
+        for protocol in PROTOCOLS:
+            for target, port in (("direct", backend.port), ("proxy", proxy.port)):
+                try:
+                    if protocol == "grpc-unary" and problem:
+                        raise h.HarnessError(problem)
+                    if protocol == "http/1.1":
+                        m = _wrk(port, duration, client_cpu)
+                    else:
+                        m = _h2load(port, protocol, duration, client_cpu)
+                except h.HarnessError as exc:
+                    m = Overhead(protocol, target, status=str(exc)[:200])
+                m.target = target
+                results.append(m)
+                print(f"  {protocol:10} {target:6} {m.rps or 0:9.0f} req/s  p99 {m.p99_ms} ms")
     return results
 
 
@@ -369,18 +369,19 @@ def tail_svg(results: list[Tail]) -> str:
             f'<text x="{x(second):.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
             f"{second}</text>"
         )
+    mid = top + plot_h / 2
     parts.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">'
         "simulated seconds</text>"
-        f'<text x="14" y="{top + plot_h / 2:.1f}" transform="rotate(-90 14 {top + plot_h / 2:.1f})" '
+        f'<text x="14" y="{mid:.1f}" transform="rotate(-90 14 {mid:.1f})" '
         'text-anchor="middle">p99 latency per second, ms (log)</text>'
     )
     for i, t in enumerate(results):
         colour = colours.get(t.strategy, "black")
-        points = " ".join(
-            f"{x(s + 0.5):.1f},{y(ms):.1f}" for s, ms in enumerate(t.p99_per_second)
+        points = " ".join(f"{x(s + 0.5):.1f},{y(ms):.1f}" for s, ms in enumerate(t.p99_per_second))
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>'
         )
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
         ly = top + 20 + 20 * i
         parts.append(
             f'<line x1="{left + plot_w + 10}" y1="{ly}" x2="{left + plot_w + 30}" y2="{ly}" '
@@ -430,7 +431,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         h.write_report(args.json, report)
     return status
-
 
 
 if __name__ == "__main__":
