@@ -338,7 +338,8 @@ class BalancedChannel(Channel):
                         outcome = outcome_of(call.code)
                 return
             except GRPCError as exc:
-                if entered or len(tried) >= TRANSPARENT_RETRIES:
+                never_started = not entered and exc.code is StatusCode.UNAVAILABLE
+                if not never_started or len(tried) >= TRANSPARENT_RETRIES:
                     outcome = outcome_of(exc.code)
                     raise
                 # The call never started on that subchannel: nothing reached a server.
