@@ -214,6 +214,10 @@ class BalancedChannel(Channel):
         await trio.lowlevel.checkpoint()
         return self.state
 
+    async def wait_changed(self) -> None:
+        """Wait for the next change of membership or of any subchannel's state."""
+        await self._changed.wait()
+
     def connect(self) -> None:
         """Leave IDLE: every subchannel starts connecting (the first call does this too)."""
         if not self._active:
