@@ -7,6 +7,7 @@
 ``netkit interop-client --server_host H --server_port N --test_case NAME [...]``
     run gRPC's interop test cases (``all`` for every one) against any gRPC server.
 ``netkit balancer --backend HOST:PORT[;weight=N][;protocol=h1]... [--port N] [...]``
+    (or ``--registry HOST:PORT --service NAME``; ``--backend-tls [--backend-ca PEM]``)
     a reverse proxy balancing REST, gRPC and WebSocket over the backends (docs/balancer.md).
 ``netkit codegen [-I DIR]... [--out DIR] FILE.proto...``
     generate protobuf messages and netkit service classes (``netkit.grpc.codegen``).
@@ -181,9 +182,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         action="append",
-        required=True,
-        help="HOST:PORT[;weight=N][;protocol=h1|h2], repeatable",
+        default=[],
+        help="HOST:PORT[;weight=N][;protocol=h1|h2], repeatable (or --registry)",
     )
+    p.add_argument("--registry", help="HOST:PORT of a netkit registry to take backends from")
+    p.add_argument("--service", help="with --registry: the service whose instances to use")
+    p.add_argument("--backend-tls", action="store_true", help="speak TLS to the backends")
+    p.add_argument("--backend-ca", help="with --backend-tls: CA (PEM) to trust for the backends")
     p.add_argument("--strategy", default="peak_ewma", help="peak_ewma (default), round_robin...")
     p.add_argument("--hash-key", help="for ring_hash/maglev: 'ip' or 'header:NAME'")
     p.add_argument(
@@ -259,19 +264,41 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--certfile and --keyfile go together")
     from .balance import (
         Backend,
+        BackendSource,
         Balancer,
         HealthCheckConfig,
         ProxyConfig,
+        RegistryBackends,
         ReverseProxy,
         StaticBackends,
         make_strategy,
     )
 
+    source: BackendSource
     try:
         backends = [Backend.parse(spec) for spec in args.backend]
         strategy = make_strategy(args.strategy)
+        if args.registry:
+            if backends or not args.service:
+                parser.error("--registry takes --service and no --backend")
+            host, _, port = args.registry.rpartition(":")
+            source = RegistryBackends(host.strip("[]"), int(port), args.service)
+        elif backends:
+            source = StaticBackends(backends)
+        else:
+            parser.error("give --backend HOST:PORT (repeatable) or --registry and --service")
     except ValueError as exc:
         parser.error(str(exc))
+    if args.backend_ca and not args.backend_tls:
+        parser.error("--backend-ca goes with --backend-tls")
+    contexts: dict[str, ssl.SSLContext] = {}
+    if args.backend_tls:
+        from .security import client_context
+
+        contexts = {
+            "ssl_context": client_context(args.backend_ca, alpn=["h2"]),
+            "h1_ssl_context": client_context(args.backend_ca, alpn=["http/1.1"]),
+        }
     health = None
     if args.health_check:
         kind, _, rest = args.health_check.partition(":")
@@ -280,8 +307,7 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         extra = {"path": rest or "/healthz"} if kind == "http" else {"grpc_service": rest}
         health = HealthCheckConfig(kind=kind, interval=args.health_interval, **extra)
     proxy = ReverseProxy(
-        Balancer(StaticBackends(backends), strategy, health=health),
-        ProxyConfig(hash_key=args.hash_key),
+        Balancer(source, strategy, health=health), ProxyConfig(hash_key=args.hash_key), **contexts
     )
     ssl_context = _server_ssl_context(args.certfile, args.keyfile)
     scheme = "https" if ssl_context else "http"
@@ -312,7 +338,7 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 ssl_context=ssl_context,
                 config=config,
                 banner=lambda server: (
-                    f"netkit balancer ({scheme}, {len(backends)} backend(s)) on port {server.port}"
+                    f"netkit balancer ({scheme}, {source!r}) on port {server.port}"
                 ),
                 observer=obs,
             )

@@ -15,6 +15,12 @@ from ._balancer import make_strategy as make_strategy
 from ._balancer import strategy_names as strategy_names
 from ._config import BalancerConfig as BalancerConfig
 from ._config import OutlierConfig as OutlierConfig
+from ._connectivity import Backoff as Backoff
+from ._connectivity import BackoffConfig as BackoffConfig
+from ._connectivity import Connectivity as Connectivity
+from ._grpc_client import BalancedChannel as BalancedChannel
+from ._grpc_client import Subchannel as Subchannel
+from ._grpc_client import open_balanced_channel as open_balanced_channel
 from ._hashing import MAGLEV_TABLE_SIZE as MAGLEV_TABLE_SIZE
 from ._hashing import Maglev as Maglev
 from ._hashing import RingHash as RingHash
@@ -25,6 +31,8 @@ from ._health import run_health_checks as run_health_checks
 from ._pool import PoolLimits as PoolLimits
 from ._proxy import ProxyConfig as ProxyConfig
 from ._proxy import ReverseProxy as ReverseProxy
+from ._registry import RegistryBackends as RegistryBackends
+from ._rest_client import BalancedTransport as BalancedTransport
 from ._runtime import Balancer as Balancer
 from ._source import BackendSource as BackendSource
 from ._source import MutableBackends as MutableBackends
@@ -35,14 +43,21 @@ from ._strategies import Random as Random
 from ._strategies import RoundRobin as RoundRobin
 from ._strategies import Strategy as Strategy
 from ._strategies import WeightedRoundRobin as WeightedRoundRobin
+from ._targets import Target as Target
+from ._targets import parse_target as parse_target
 
 __all__ = [
     "MAGLEV_TABLE_SIZE",
     "Backend",
     "BackendSource",
     "BackendState",
+    "Backoff",
+    "BackoffConfig",
+    "BalancedChannel",
+    "BalancedTransport",
     "Balancer",
     "BalancerConfig",
+    "Connectivity",
     "HealthCheckConfig",
     "HealthCounter",
     "LeastOutstanding",
@@ -56,13 +71,18 @@ __all__ = [
     "PoolLimits",
     "ProxyConfig",
     "Random",
+    "RegistryBackends",
     "ReverseProxy",
     "RingHash",
     "RoundRobin",
     "StaticBackends",
     "Strategy",
+    "Subchannel",
+    "Target",
     "WeightedRoundRobin",
     "key_hash",
     "make_strategy",
+    "open_balanced_channel",
+    "parse_target",
     "run_health_checks",
 ]

@@ -46,14 +46,26 @@ class PoolLimits:
     max_idle: int = attrs.field(default=64, validator=attrs.validators.ge(0))
 
 
-async def open_tcp(backend: Backend, seconds: float) -> trio.abc.Stream:
-    """A TCP connection to ``backend`` within ``seconds``, or :class:`ConnectFailed`."""
+async def open_tcp(
+    backend: Backend, seconds: float, ssl_context: ssl.SSLContext | None = None
+) -> trio.abc.Stream:
+    """A connection to ``backend`` within ``seconds`` (TLS too, when ``ssl_context`` is
+    given: the backend's host is the name checked), or :class:`ConnectFailed`."""
     try:
         with trio.fail_after(seconds):
-            return await trio.open_tcp_stream(backend.host, backend.port)
+            stream: trio.abc.Stream = await trio.open_tcp_stream(backend.host, backend.port)
+            if ssl_context is not None:
+                tls = trio.SSLStream(stream, ssl_context, server_hostname=backend.host)
+                try:
+                    await tls.do_handshake()
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+                stream = tls
+            return stream
     except trio.TooSlowError as exc:
         raise ConnectFailed(f"connecting to {backend.address} took over {seconds} s") from exc
-    except OSError as exc:
+    except (OSError, ssl.SSLError, trio.BrokenResourceError) as exc:
         raise ConnectFailed(f"cannot connect to {backend.address}: {exc}") from exc
 
 
@@ -68,6 +80,7 @@ class BackendPool:
         *,
         client_config: ClientConfig | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        h1_ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.backend = backend
         self.limits = limits
@@ -76,6 +89,7 @@ class BackendPool:
             connect_timeout=limits.connect_timeout, max_concurrent_streams=1000
         )
         self._ssl_context = ssl_context
+        self._h1_ssl_context = h1_ssl_context
         self.active = 0
         self.pending = 0
         self.connections = 0
@@ -165,7 +179,9 @@ class BackendPool:
             return await self.h1()
         self.connections += 1
         try:
-            transport = await open_tcp(self.backend, self.limits.connect_timeout)
+            transport = await open_tcp(
+                self.backend, self.limits.connect_timeout, self._h1_ssl_context
+            )
         except BaseException:
             self.connections -= 1
             raise

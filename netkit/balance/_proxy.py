@@ -157,6 +157,11 @@ class ReverseProxy:
 
     Run it next to the server: ``await nursery.start(proxy.run)`` (it runs the
     balancer and owns the upstream connections), then ``serve(proxy, host, port)``.
+
+    TLS to the backends: ``ssl_context`` for HTTP/2 (ALPN ``h2``) and
+    ``h1_ssl_context`` for HTTP/1.1 backends and WebSocket upgrades (ALPN
+    ``http/1.1``); two contexts, because the ALPN offer is set on the context itself.
+    ``netkit.security.client_context(ca)`` makes either.
     """
 
     #: RFC 8441: the server advertises extended CONNECT for WebSocket over HTTP/2.
@@ -168,10 +173,12 @@ class ReverseProxy:
         config: ProxyConfig | None = None,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        h1_ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.balancer = balancer
         self.config = config or ProxyConfig()
         self._ssl_context = ssl_context
+        self._h1_ssl_context = h1_ssl_context
         self._pools: dict[Backend, BackendPool] = {}
         self._nursery: trio.Nursery | None = None
         #: Counters for tests and metrics: attempts, retries, local answers.
@@ -197,7 +204,11 @@ class ReverseProxy:
                 self._nursery.start_soon(pool.aclose)
         for state in change.added:
             self._pools[state.backend] = BackendPool(
-                self._nursery, state.backend, self.config.limits, ssl_context=self._ssl_context
+                self._nursery,
+                state.backend,
+                self.config.limits,
+                ssl_context=self._ssl_context,
+                h1_ssl_context=self._h1_ssl_context,
             )
 
     def pool(self, backend: Backend) -> BackendPool:
@@ -422,7 +433,10 @@ class ReverseProxy:
                 if (retryable and can_replay and not stream.headers_sent)
                 else _End.FAILED
             )
-            if stream.headers_sent:
+            if stream.headers_sent or (is_grpc and exc.reset is not None):
+                # Past the point of answering ourselves -- or a gRPC stream reset by the
+                # backend, which the client gets as the same reset (CANCEL stays
+                # CANCELLED, REFUSED_STREAM stays transparently retryable).
                 end = _End.DONE
                 await self._broken_midway(stream, is_grpc, exc)
             code = StatusCode.UNAVAILABLE
@@ -442,7 +456,7 @@ class ReverseProxy:
                 ]
             )
             return
-        await stream.abort()
+        await stream.abort(exc.reset)
 
     def _response_headers(
         self, headers: Headers, request_id: str, version: str
@@ -709,7 +723,9 @@ class ReverseProxy:
         upstream: trio.abc.Stream | None = None
         try:
             try:
-                transport = await open_tcp(state.backend, self.config.limits.connect_timeout)
+                transport = await open_tcp(
+                    state.backend, self.config.limits.connect_timeout, self._h1_ssl_context
+                )
             except ConnectFailed as exc:
                 outcome = Outcome.LOCAL_FAILURE
                 await self._fail(stream, False, 502, StatusCode.UNAVAILABLE, str(exc), request_id)
@@ -801,9 +817,15 @@ class ReverseProxy:
             # One direction ending (cleanly or not) must not cut off the other one, which
             # may still carry the peer's last frames (the close handshake): it gets
             # ``grace`` seconds more.
+            # A source that broke rather than ended (a TLS peer closing without
+            # close_notify) ends the destination all the same, so its peer is not left
+            # waiting out the grace.
             try:
                 while data := await src.receive_some(_CHUNK):
                     await dst.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            try:
                 if isinstance(dst, trio.abc.HalfCloseableStream):
                     await dst.send_eof()
                 else:

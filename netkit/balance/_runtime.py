@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Protocol
 
 import trio
@@ -70,9 +71,9 @@ class Balancer:
     async def run(
         self, *, task_status: trio.TaskStatus[Balancer] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery, aclosing(self.source.snapshots()) as snapshots:
             started = False
-            async for snapshot in self.source.snapshots():
+            async for snapshot in snapshots:
                 change = self.lb.update(snapshot, trio.current_time())
                 for state in change.removed:
                     scope = self._checks.pop(state.backend, None)

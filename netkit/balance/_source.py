@@ -10,7 +10,7 @@ never changes yields once and then waits forever.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 
 import trio
 
@@ -21,7 +21,7 @@ class BackendSource(abc.ABC):
     """Membership snapshots, as they change (the first one as soon as it is known)."""
 
     @abc.abstractmethod
-    def snapshots(self) -> AsyncIterator[Sequence[Backend]]:
+    def snapshots(self) -> AsyncGenerator[Sequence[Backend], None]:
         """Yield the full list of backends each time it changes."""
 
 
@@ -31,7 +31,10 @@ class StaticBackends(BackendSource):
     def __init__(self, backends: Iterable[Backend | str]) -> None:
         self.backends = [b if isinstance(b, Backend) else Backend.parse(b) for b in backends]
 
-    async def snapshots(self) -> AsyncIterator[Sequence[Backend]]:
+    def __repr__(self) -> str:
+        return f"StaticBackends({', '.join(b.address for b in self.backends)})"
+
+    async def snapshots(self) -> AsyncGenerator[Sequence[Backend], None]:
         yield list(self.backends)
         await trio.sleep_forever()
 
@@ -51,7 +54,7 @@ class MutableBackends(BackendSource):
         self._changed.set()
         self._changed = trio.Event()
 
-    async def snapshots(self) -> AsyncIterator[Sequence[Backend]]:
+    async def snapshots(self) -> AsyncGenerator[Sequence[Backend], None]:
         while True:
             changed = self._changed
             yield list(self._backends)

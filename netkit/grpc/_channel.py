@@ -19,6 +19,7 @@ call is reset and raises DEADLINE_EXCEEDED whatever the server does.
 
 from __future__ import annotations
 
+import importlib
 import math
 import random
 import ssl
@@ -503,6 +504,12 @@ class ClientCall(Generic[Req, Resp]):
         raise error
 
 
+#: Balanced targets (``registry://HOST:PORT/SERVICE``, ``static://H1:P1,H2:P2``, a list
+#: of ``host:port``) are opened by the balancing layer, which sits above this one: it is
+#: loaded by name on first use, so the gRPC layer does not depend on it.
+BALANCED_TARGETS_MODULE = "netkit.balance"
+
+
 @asynccontextmanager
 async def _over_transport(
     transport: Callable[[], Awaitable[trio.abc.Stream]], authority: str
@@ -514,8 +521,8 @@ async def _over_transport(
 
 @asynccontextmanager
 async def open_channel(
-    host: str,
-    port: int,
+    host: str | Sequence[str],
+    port: int | None = None,
     *,
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
@@ -523,7 +530,24 @@ async def open_channel(
     interceptors: Sequence[ClientInterceptor] = (),
     transport: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
 ) -> AsyncIterator[Channel]:
-    """``async with open_channel("127.0.0.1", 50051) as channel:``; closes all on exit."""
+    """``async with open_channel("127.0.0.1", 50051) as channel:``; closes all on exit.
+
+    Without a port, ``host`` is a balanced target, e.g. ``"registry://10.0.0.5:7000/orders"``
+    or ``["10.0.0.1:50051", "10.0.0.2:50051"]``: calls are spread over its backends
+    (docs/balancer.md, client-side balancing).
+    """
+    if port is None:
+        balance = importlib.import_module(BALANCED_TARGETS_MODULE)
+        async with balance.open_balanced_channel(
+            host,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            config=config,
+            interceptors=interceptors,
+        ) as balanced:
+            yield balanced
+        return
+    assert isinstance(host, str), "a list of backends is a balanced target: give no port"
     async with trio.open_nursery() as nursery:
         channel = Channel(
             nursery,

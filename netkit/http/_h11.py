@@ -159,8 +159,9 @@ class H11Stream(HTTPStream):
         self.bytes_sent += len(body)
         await self._conn.send_bytes(data)
 
-    async def abort(self) -> None:
-        # HTTP/1.1 cannot cancel one response: the connection closes after the handler.
+    async def abort(self, code: int | None = None) -> None:
+        # HTTP/1.1 cannot cancel one response (nor carry ``code``): the connection
+        # closes after the handler.
         self.finished = self.aborted = True
         self._conn.closing = True
         await trio.lowlevel.checkpoint()

@@ -418,12 +418,13 @@ class H2Stream(HTTPStream):
             self.finished = True
         await self._conn.queue_and_wait(final=True)
 
-    async def abort(self) -> None:
+    async def abort(self, code: int | None = None) -> None:
         self.finished = True
         self._pending.clear()
         if self._reset_code is None and not self._conn.dead:
-            self._conn.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
-            self._reset_code = ErrorCodes.INTERNAL_ERROR
+            error = ErrorCodes.INTERNAL_ERROR if code is None else code
+            self._conn.reset(self.stream_id, error)
+            self._reset_code = error
         await trio.lowlevel.checkpoint()
 
     def peer_certificate(self) -> dict[str, Any] | None:

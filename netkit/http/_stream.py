@@ -183,8 +183,12 @@ class HTTPStream(abc.ABC):
         await self.send_trailers(trailers)
 
     @abc.abstractmethod
-    async def abort(self) -> None:
-        """Abandon the response: RST_STREAM on HTTP/2, close the connection on HTTP/1.1."""
+    async def abort(self, code: int | None = None) -> None:
+        """Abandon the response: RST_STREAM on HTTP/2, close the connection on HTTP/1.1.
+
+        ``code`` is the RST_STREAM error code (default INTERNAL_ERROR), e.g. to relay a
+        reset received elsewhere with its own code; HTTP/1.1 has none and ignores it.
+        """
 
     def peer_certificate(self) -> dict[str, Any] | None:
         """The client's TLS certificate (``getpeercert()``), None on cleartext or without one."""

@@ -22,6 +22,7 @@ attempts inside one trio cancel scope, the call's deadline:
 from __future__ import annotations
 
 import enum
+import importlib
 import json as jsonlib
 import logging
 import random
@@ -41,6 +42,10 @@ from ._client_errors import APIConnectionError, APIError, APITimeout, RestClient
 from ._client_retry import RetryPolicy, parse_http_date
 
 logger = logging.getLogger("netkit.rest.client")
+
+#: Base URL schemes that name a balanced target, and the layer that serves them.
+BALANCED_SCHEMES: Final = ("registry", "static")
+BALANCED_TARGETS_MODULE: Final = "netkit.balance"
 
 #: Methods that get an automatic ``Idempotency-Key``: the non-idempotent ones that the
 #: IETF httpapi Idempotency-Key draft is written for. PUT and DELETE are idempotent by
@@ -93,6 +98,13 @@ class RestClient:
         request_hooks: Sequence[Callable[[httpx.Request], Awaitable[None]]] = (),
     ) -> None:
         self.retry = retry if retry is not None else RetryPolicy()
+        #: A balanced target (``registry://``, ``static://``): an httpx transport of the
+        #: balancing layer picks a backend per attempt (loaded by name: see open_channel).
+        self._balanced = base_url.partition("://")[0] in BALANCED_SCHEMES
+        if self._balanced:
+            balance = importlib.import_module(BALANCED_TARGETS_MODULE)
+            inner = transport or httpx.AsyncHTTPTransport(http1=http1, http2=http2, verify=verify)
+            transport, base_url = balance.BalancedTransport.for_target(base_url, inner)
         self.auth = auth
         self._jitter = jitter
         default_headers = httpx.Headers({"Accept": "application/json"})
@@ -218,6 +230,8 @@ class _Call:
         self.sent = 0
         #: Attempts counted against ``max_attempts`` (the auth refresh is not one).
         self.attempts = 0
+        #: Balanced targets: the backends this call's attempts went to (retries avoid them).
+        self.extensions: dict[str, Any] = {"netkit.tried": []} if client._balanced else {}
 
     async def run(self, deadline: trio.CancelScope | None) -> Any:
         client = self.client
@@ -231,7 +245,12 @@ class _Call:
             for name, value in outbound_headers():  # W3C trace context (netkit.observe)
                 headers.setdefault(name, value)
             request = client._client.build_request(
-                self.method, self.path, content=self.body, params=self.params, headers=headers
+                self.method,
+                self.path,
+                content=self.body,
+                params=self.params,
+                headers=headers,
+                extensions=self.extensions or None,
             )
             self.sent += 1
             self.attempts += 1

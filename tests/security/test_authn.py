@@ -39,8 +39,10 @@ def request(token: str | None = None, peer: PeerIdentity | None = None) -> AuthR
 
 
 def claims(**extra: Any) -> dict[str, Any]:
+    # Parametrize builds some of these at collection: valid for an hour, so a long suite
+    # run before the test does not expire them.
     now = int(time.time())
-    base = {"sub": "carol", "iss": "iss", "aud": "api", "exp": now + 60, "scope": "a b"}
+    base = {"sub": "carol", "iss": "iss", "aud": "api", "exp": now + 3600, "scope": "a b"}
     base.update(extra)
     return {k: v for k, v in base.items() if v is not None}
 

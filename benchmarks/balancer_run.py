@@ -1,0 +1,438 @@
+"""The load balancer's benchmarks: (a) what ``netkit balancer`` costs, (b) tail latency
+with one degraded backend (Linkerd's "Beyond Round Robin" experiment, scaled down).
+
+(a) Proxy overhead. One netkit backend (``apps/balancer_backend.py``: ``GET /hello``
+and the gRPC echo service) pinned to CPU 0; ``netkit balancer`` in front of it pinned
+to CPU 1, with the load generator (a C program, much lighter than either) on CPU 1
+too -- the machine has two cores, so there is no third. Each protocol runs direct to
+the backend and then through the proxy, side by side in one run; the figure is the
+ratio of requests/s (target: >= 60 %) and the p99 latencies:
+
+* HTTP/1.1: ``wrk -t1 -c32 --latency`` on ``GET /hello``;
+* h2c: ``h2load -c8 -m16`` on ``GET /hello``;
+* gRPC unary: ``h2load -c8 -m16`` posting a framed ``EchoRequest`` to
+  ``Echo/Unary`` (as grpc_run.py does); a netkit gRPC call through the proxy checks
+  grpc-status first, since h2load sees HTTP statuses only.
+
+(b) Tail latency, simulated: 11 backends in one trio process under trio's MockClock
+(deterministic, and minutes of traffic in seconds), each with 4 workers and a fixed
+10 ms service time; open-loop Poisson arrivals at 50 % of capacity; a caller timeout of
+0.5 s. After 10 s one backend turns 10x slower (100 ms) for 10 s, then recovers; the
+run lasts 30 s. The real :class:`~netkit.balance.LoadBalancer` and strategies pick
+every request (outlier detection off: the strategies alone are compared). Reported per
+strategy: p50/p99/p99.9 and success rate over the whole run, p99.9 of the healthy first
+phase, and a plot (SVG) of p99 per second.
+
+Usage::
+
+    .venv/bin/python benchmarks/balancer_run.py [--part overhead|tail|all] [--duration 10]
+                                                [--json out.json] [--svg docs/balancer-tail.svg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import re
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import _harness as h
+import trio
+import trio.testing
+
+from netkit.balance import BalancerConfig, LoadBalancer, OutlierConfig, make_strategy
+from netkit.balance._backend import Backend
+from netkit.balance._balancer import Outcome
+from netkit.protos.echo.v1 import echo_pb2
+
+# --- (a) proxy overhead ----------------------------------------------------------------
+
+PROTOCOLS = ("http/1.1", "h2c", "grpc-unary")
+GRPC_PATH = "/netkit.echo.v1.Echo/Unary"
+PROXY_CPU = h.CLIENT_CPU
+
+
+@dataclass
+class Overhead:
+    protocol: str
+    target: str  # "direct" or "proxy"
+    rps: float | None = None
+    p99_ms: float | None = None
+    failed: int = 0
+    status: str = "ok"
+    command: list[str] = field(default_factory=list)
+
+
+def _backend_command(port: int, idle: bool) -> list[list[str]]:
+    cmd = [h.PYTHON, "-m", "netkit", "serve", "balancer_backend:app"]
+    return [[*cmd, "--host", h.HOST, "--port", str(port), "--log-level", "WARNING"]]
+
+
+def _proxy_spec(backend_port: int, pin: bool) -> h.ServerSpec:
+    def command(port: int, idle: bool) -> list[list[str]]:
+        cmd = [h.PYTHON, "-m", "netkit", "balancer", "--host", h.HOST, "--port", str(port)]
+        cmd += ["--backend", f"{h.HOST}:{backend_port}", "--strategy", "round_robin"]
+        return [h.pinned([*cmd, "--log-level", "WARNING"], PROXY_CPU if pin else None)]
+
+    return h.ServerSpec("netkit-balancer", "netkit balancer, 1 backend", (h.H1, h.H2C), command)
+
+
+BACKEND = h.ServerSpec(
+    "netkit-backend", "netkit serve balancer_backend:app", (h.H1, h.H2C), _backend_command
+)
+
+_WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_P99 = re.compile(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk(port: int, duration: int, cpu: int | None) -> Overhead:
+    argv = ["wrk", "-t1", "-c32", f"-d{duration}s", "--latency", f"http://{h.HOST}:{port}/hello"]
+    done = h.run_tool(h.pinned(argv, cpu), duration + h.TOOL_GRACE)
+    rps, p99 = _WRK_RPS.search(done.stdout), _WRK_P99.search(done.stdout)
+    if done.returncode != 0 or rps is None or p99 is None:
+        raise h.HarnessError(f"wrk failed: {(done.stderr or done.stdout).strip()[-300:]}")
+    m = Overhead("http/1.1", "", float(rps.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)])
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    socket_errors = re.search(r"Socket errors: (.*)", done.stdout)
+    m.failed = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        m.failed += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
+    m.command = argv
+    return m
+
+
+def _h2load(port: int, protocol: str, duration: int, cpu: int | None) -> Overhead:
+    with tempfile.TemporaryDirectory(prefix="netkit-balancer-bench-") as tmp:
+        log = Path(tmp) / "log.tsv"
+        argv = ["h2load", "-t1", "-c8", "-m16", f"-D{duration}s", f"--log-file={log}"]
+        if h.h2load_has_warmup():
+            argv.append("--warm-up-time=1s")
+        if protocol == "grpc-unary":
+            body = Path(tmp) / "body.bin"
+            message = echo_pb2.EchoRequest(payload=bytes(range(16))).SerializeToString()
+            body.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
+            argv += ["-d", str(body), "-H", "content-type: application/grpc"]
+            argv += ["-H", "te: trailers", f"http://{h.HOST}:{port}{GRPC_PATH}"]
+        else:
+            argv.append(f"http://{h.HOST}:{port}/hello")
+        done = h.run_tool(h.pinned(argv, cpu), duration + 1 + h.TOOL_GRACE)
+        if done.returncode != 0 or "finished in" not in done.stdout:
+            raise h.HarnessError(f"h2load failed: {(done.stderr or done.stdout).strip()[-300:]}")
+        stats = h.parse_h2load(done.stdout)
+        latencies = sorted(
+            int(cols[2])
+            for row in log.read_text().splitlines()
+            if len(cols := row.split("\t")) >= 3
+        )
+    m = Overhead(protocol, "", stats["rps"], None, int(stats["failed"] + stats["timeout"]))
+    if latencies:
+        m.p99_ms = h.percentile(latencies, 99) / 1000
+    m.command = argv
+    return m
+
+
+def _grpc_works(port: int) -> str | None:
+    """One real gRPC call (netkit's client) through ``port``; None if grpc-status is OK."""
+    from netkit.grpc import GRPCError, open_channel
+    from netkit.protos.echo.v1.echo_netkit import EchoStub
+
+    async def call() -> str | None:
+        async with open_channel(h.HOST, port) as channel:
+            try:
+                reply = await EchoStub(channel).Unary(
+                    echo_pb2.EchoRequest(payload=b"check"), timeout=10
+                )
+            except GRPCError as exc:
+                return f"gRPC call failed: {exc}"
+            return None if reply.payload == b"check" else "wrong echo"
+
+    return trio.run(call)
+
+
+def measure_overhead(duration: int, logdir: Path) -> list[Overhead]:
+    pin = h.can_pin()
+    client_cpu = h.CLIENT_CPU if pin else None
+    results: list[Overhead] = []
+    with (
+        h.running_server(BACKEND, logdir, pin=pin) as backend,
+        h.running_server(_proxy_spec(backend.port, pin), logdir, pin=False) as proxy,
+    ):
+        problem = _grpc_works(proxy.port) or _grpc_works(backend.port)
+        for protocol in PROTOCOLS:
+            for target, port in (("direct", backend.port), ("proxy", proxy.port)):
+                try:
+                    if protocol == "grpc-unary" and problem:
+                        raise h.HarnessError(problem)
+                    if protocol == "http/1.1":
+                        m = _wrk(port, duration, client_cpu)
+                    else:
+                        m = _h2load(port, protocol, duration, client_cpu)
+                except h.HarnessError as exc:
+                    m = Overhead(protocol, target, status=str(exc)[:200])
+                m.target = target
+                results.append(m)
+                print(f"  {protocol:10} {target:6} {m.rps or 0:9.0f} req/s  p99 {m.p99_ms} ms")
+    return results
+
+
+def render_overhead(results: list[Overhead]) -> str:
+    rows = []
+    for protocol in PROTOCOLS:
+        by = {m.target: m for m in results if m.protocol == protocol}
+        direct, proxy = by.get("direct"), by.get("proxy")
+        ratio = (
+            f"{proxy.rps / direct.rps:.0%}"
+            if direct and proxy and direct.rps and proxy.rps
+            else "-"
+        )
+        rows.append(
+            [
+                protocol,
+                f"{direct.rps:,.0f}" if direct and direct.rps else str(direct and direct.status),
+                f"{proxy.rps:,.0f}" if proxy and proxy.rps else str(proxy and proxy.status),
+                ratio,
+                f"{direct.p99_ms:.2f}" if direct and direct.p99_ms else "-",
+                f"{proxy.p99_ms:.2f}" if proxy and proxy.p99_ms else "-",
+                f"{(direct.failed if direct else 0) + (proxy.failed if proxy else 0)}",
+            ]
+        )
+    headers = ["protocol", "direct req/s", "proxy req/s", "proxy/direct", "p99 direct ms"]
+    return h.format_table([*headers, "p99 proxy ms", "failed"], rows)
+
+
+# --- (b) tail latency under a degraded backend (simulated) ------------------------------
+
+BACKENDS = 11
+WORKERS = 4  # requests a backend serves at once; more wait in its queue
+SERVICE_TIME = 0.010
+SLOW_FACTOR = 10.0
+LOAD = 0.5  # offered load as a fraction of the fleet's capacity
+TIMEOUT = 0.5  # the caller's timeout
+HEALTHY, DEGRADED, RECOVERED = 10.0, 10.0, 10.0
+STRATEGIES = ("round_robin", "least_outstanding", "peak_ewma")
+
+
+@dataclass
+class Tail:
+    strategy: str
+    requests: int = 0
+    succeeded: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    p999_ms: float = 0.0
+    healthy_p999_ms: float = 0.0
+    degraded_p99_ms: float = 0.0
+    to_slow: int = 0  # requests sent to the slow backend while it was slow
+    p99_per_second: list[float] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float:
+        return self.succeeded / self.requests if self.requests else 0.0
+
+
+class SimBackend:
+    def __init__(self, index: int) -> None:
+        self.backend = Backend("10.0.0.1", 9000 + index)
+        self.workers = trio.Semaphore(WORKERS)
+        self.slow = False
+
+    async def serve(self) -> None:
+        async with self.workers:
+            await trio.sleep(SERVICE_TIME * (SLOW_FACTOR if self.slow else 1.0))
+
+
+async def _simulate(strategy: str, seed: int) -> Tail:
+    rng = random.Random(seed)
+    config = BalancerConfig(outlier=OutlierConfig(enabled=False))
+    lb = LoadBalancer(make_strategy(strategy, rng=random.Random(seed + 1)), config)
+    fleet = [SimBackend(i) for i in range(BACKENDS)]
+    by_backend = {b.backend: b for b in fleet}
+    start = trio.current_time()
+    lb.update([b.backend for b in fleet], start)
+    rate = LOAD * BACKENDS * WORKERS / SERVICE_TIME
+    end = HEALTHY + DEGRADED + RECOVERED
+    samples: list[tuple[float, float, bool]] = []  # (sent at, latency, ok)
+    result = Tail(strategy)
+
+    async def one(sent: float) -> None:
+        state = lb.pick(sent)
+        assert state is not None
+        backend = by_backend[state.backend]
+        if backend.slow:
+            result.to_slow += 1
+        lb.start(state, sent)
+        with trio.move_on_after(TIMEOUT) as scope:
+            await backend.serve()
+        now = trio.current_time()
+        ok = not scope.cancelled_caught
+        lb.end(state, now, Outcome.SUCCESS if ok else Outcome.LOCAL_FAILURE, latency=now - sent)
+        samples.append((sent - start, now - sent, ok))
+
+    async def degrade() -> None:
+        await trio.sleep(HEALTHY)
+        fleet[0].slow = True
+        await trio.sleep(DEGRADED)
+        fleet[0].slow = False
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(degrade)
+        while (now := trio.current_time()) - start < end:
+            nursery.start_soon(one, now)
+            await trio.sleep(rng.expovariate(rate))
+
+    latencies = sorted(latency for _, latency, _ in samples)
+    healthy = sorted(latency for t, latency, _ in samples if t < HEALTHY)
+    degraded = sorted(lat for t, lat, _ in samples if HEALTHY <= t < HEALTHY + DEGRADED)
+    result.requests = len(samples)
+    result.succeeded = sum(ok for _, _, ok in samples)
+    result.p50_ms = _pct(latencies, 50)
+    result.p99_ms = _pct(latencies, 99)
+    result.p999_ms = _pct(latencies, 99.9)
+    result.healthy_p999_ms = _pct(healthy, 99.9)
+    result.degraded_p99_ms = _pct(degraded, 99)
+    for second in range(int(end)):
+        window = sorted(lat for t, lat, _ in samples if second <= t < second + 1)
+        result.p99_per_second.append(_pct(window, 99) if window else 0.0)
+    return result
+
+
+def _pct(values: list[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    return values[max(1, math.ceil(pct / 100 * len(values))) - 1] * 1000
+
+
+def simulate(strategy: str, seed: int = 1) -> Tail:
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    return trio.run(_simulate, strategy, seed, clock=clock)
+
+
+def render_tail(results: list[Tail]) -> str:
+    rows = [
+        [
+            t.strategy,
+            f"{t.p50_ms:.1f}",
+            f"{t.p99_ms:.1f}",
+            f"{t.p999_ms:.1f}",
+            f"{t.healthy_p999_ms:.1f}",
+            f"{t.degraded_p99_ms:.1f}",
+            f"{t.success_rate:.4%}",
+            str(t.to_slow),
+            f"{t.requests:,}",
+        ]
+        for t in results
+    ]
+    headers = ["strategy", "p50 ms", "p99 ms", "p99.9 ms", "healthy p99.9 ms"]
+    headers += ["degraded p99 ms", "success", "to slow", "requests"]
+    return h.format_table(headers, rows)
+
+
+def tail_svg(results: list[Tail]) -> str:
+    """p99 latency per second for each strategy: a small hand-written SVG line chart."""
+    width, height, left, right, top, bottom = 720, 360, 60, 150, 20, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    seconds = len(results[0].p99_per_second)
+    low, high = math.log10(5), math.log10(TIMEOUT * 1000 * 1.2)
+
+    def x(second: float) -> float:
+        return left + plot_w * second / seconds
+
+    def y(ms: float) -> float:
+        value = min(max(math.log10(max(ms, 5)), low), high)
+        return top + plot_h * (1 - (value - low) / (high - low))
+
+    colours = {"round_robin": "#d62728", "least_outstanding": "#ff7f0e", "peak_ewma": "#1f77b4"}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<rect x="{x(HEALTHY):.1f}" y="{top}" width="{x(HEALTHY + DEGRADED) - x(HEALTHY):.1f}" '
+        f'height="{plot_h}" fill="#eeeeee"/>',
+        f'<text x="{x(HEALTHY) + 4:.1f}" y="{top + 14}">one backend 10x slower</text>',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+        'stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="black"/>',
+    ]
+    for ms in (5, 10, 20, 50, 100, 200, 500):
+        if math.log10(ms) <= high:
+            parts.append(
+                f'<text x="{left - 6}" y="{y(ms) + 4:.1f}" text-anchor="end">{ms}</text>'
+                f'<line x1="{left}" y1="{y(ms):.1f}" x2="{left + plot_w}" y2="{y(ms):.1f}" '
+                'stroke="#dddddd"/>'
+            )
+    for second in range(0, seconds + 1, 5):
+        parts.append(
+            f'<text x="{x(second):.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
+            f"{second}</text>"
+        )
+    mid = top + plot_h / 2
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+        "simulated seconds</text>"
+        f'<text x="14" y="{mid:.1f}" transform="rotate(-90 14 {mid:.1f})" '
+        'text-anchor="middle">p99 latency per second, ms (log)</text>'
+    )
+    for i, t in enumerate(results):
+        colour = colours.get(t.strategy, "black")
+        points = " ".join(f"{x(s + 0.5):.1f},{y(ms):.1f}" for s, ms in enumerate(t.p99_per_second))
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>'
+        )
+        ly = top + 20 + 20 * i
+        parts.append(
+            f'<line x1="{left + plot_w + 10}" y1="{ly}" x2="{left + plot_w + 30}" y2="{ly}" '
+            f'stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{left + plot_w + 34}" y="{ly + 4}">{t.strategy}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("overhead", "tail", "all"), default="all")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per load run")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--svg", type=Path, help="write the tail-latency plot here")
+    args = parser.parse_args(argv)
+    h.install_signal_handlers()
+    report: dict[str, object] = {"machine": h.machine_info()}
+    status = 0
+    if args.part in ("overhead", "all"):
+        h.require_tools("wrk", "h2load")
+        h.warn_if_busy()
+        print("(a) proxy overhead")
+        with tempfile.TemporaryDirectory(prefix="netkit-balancer-logs-") as logs:
+            overhead = measure_overhead(args.duration, Path(logs))
+        print(render_overhead(overhead))
+        report["overhead"] = [asdict(m) for m in overhead]
+        status |= any(m.status != "ok" for m in overhead)
+    if args.part in ("tail", "all"):
+        print("\n(b) tail latency, one backend 10x slower (simulated, MockClock)")
+        tails = [simulate(name) for name in STRATEGIES]
+        print(render_tail(tails))
+        ewma = tails[-1]
+        met = ewma.p999_ms <= 2 * ewma.healthy_p999_ms and ewma.success_rate > 0.999
+        print(
+            f"peak_ewma: p99.9 {ewma.p999_ms:.1f} ms vs healthy {ewma.healthy_p999_ms:.1f} ms, "
+            f"success {ewma.success_rate:.4%}: target {'met' if met else 'missed'}"
+        )
+        report["tail"] = [asdict(t) for t in tails]
+        if args.svg:
+            args.svg.write_text(tail_svg(tails))
+            print(f"plot written to {args.svg}")
+    if args.json:
+        h.write_report(args.json, report)
+    return status
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(h.APPS_DIR))
+    h.run_main(main)
