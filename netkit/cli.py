@@ -10,6 +10,15 @@
     a reverse proxy balancing REST, gRPC and WebSocket over the backends (docs/balancer.md).
 ``netkit codegen [-I DIR]... [--out DIR] FILE.proto...``
     generate protobuf messages and netkit service classes (``netkit.grpc.codegen``).
+``netkit up [--port N] [--base-port N] [--instances N] [--ttl S]``
+    the orders system end to end: registry, instances, balancer (``netkit.up``).
+``netkit registry [--port N]``
+    a service registry alone: gRPC and its REST face on one port.
+``netkit call rest|grpc|ws ...``
+    a small client: a REST request, a gRPC call (server reflection), a WebSocket session.
+
+Bad arguments are answered with one line (``netkit <command>: error: ...``), not a
+traceback.
 
 For the servers, SIGINT and SIGTERM start a graceful shutdown (GOAWAY, in-flight
 requests finish within the grace period); a second signal cancels at once.
@@ -31,7 +40,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -133,9 +142,18 @@ def _server_options() -> argparse.ArgumentParser:
     return common
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments get one line on stderr and exit status 2, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netkit", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _OneLineParser(prog="netkit", description=__doc__.splitlines()[0])
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", required=True, parser_class=_OneLineParser
+    )
     common = _server_options()
 
     p = sub.add_parser(
@@ -173,9 +191,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         action="append",
-        required=True,
-        help="HOST:PORT[;weight=N][;protocol=h1|h2], repeatable",
+        default=[],
+        help="HOST:PORT[;weight=N][;protocol=h1|h2], repeatable (or --registry)",
     )
+    p.add_argument(
+        "--registry", help="HOST:PORT of a netkit registry to find the backends in (Watch)"
+    )
+    p.add_argument("--service", default="orders", help="with --registry: the service name")
     p.add_argument("--strategy", default="peak_ewma", help="peak_ewma (default), round_robin...")
     p.add_argument("--hash-key", help="for ring_hash/maglev: 'ip' or 'header:NAME'")
     p.add_argument(
@@ -185,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
 
     # Dispatched before parsing (see main); listed here for ``netkit --help``.
     sub.add_parser("codegen", help="generate messages and netkit services from .proto files")
+    from ._commands import add_parsers
+
+    add_parsers(sub, common)
     return parser
 
 
@@ -247,6 +272,7 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--certfile and --keyfile go together")
     from .balance import (
         Backend,
+        BackendSource,
         Balancer,
         HealthCheckConfig,
         ProxyConfig,
@@ -255,11 +281,24 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         make_strategy,
     )
 
+    if bool(args.backend) == bool(args.registry):
+        parser.error("give the backends with --backend (repeatable) or --registry, not both")
     try:
         backends = [Backend.parse(spec) for spec in args.backend]
         strategy = make_strategy(args.strategy)
     except ValueError as exc:
         parser.error(str(exc))
+    source: BackendSource = StaticBackends(backends)
+    discovery = None
+    if args.registry:
+        from .discovery import DiscoveryClient
+        from .up import RegistryBackends
+
+        host, sep, port = args.registry.rpartition(":")
+        if not sep or not port.isdigit():
+            parser.error(f"--registry expects HOST:PORT, got {args.registry!r}")
+        discovery = DiscoveryClient(host, int(port), args.service)
+        source = RegistryBackends(discovery, args.service)
     health = None
     if args.health_check:
         kind, _, rest = args.health_check.partition(":")
@@ -268,7 +307,7 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         extra = {"path": rest or "/healthz"} if kind == "http" else {"grpc_service": rest}
         health = HealthCheckConfig(kind=kind, interval=args.health_interval, **extra)
     proxy = ReverseProxy(
-        Balancer(StaticBackends(backends), strategy, health=health),
+        Balancer(source, strategy, health=health),
         ProxyConfig(hash_key=args.hash_key),
     )
     ssl_context = _server_ssl_context(args.certfile, args.keyfile)
@@ -279,6 +318,8 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
+            if discovery is not None:
+                await nursery.start(discovery.run)
             await nursery.start(proxy.run)
             await _serve_until_signalled(
                 proxy,
@@ -287,7 +328,13 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 ssl_context=ssl_context,
                 config=config,
                 banner=lambda server: (
-                    f"netkit balancer ({scheme}, {len(backends)} backend(s)) on port {server.port}"
+                    f"netkit balancer ({scheme}, "
+                    + (
+                        f"{len(backends)} backend(s)"
+                        if backends
+                        else f"{args.service} from {args.registry}"
+                    )
+                    + f") on port {server.port}"
                 ),
             )
             nursery.cancel_scope.cancel()
@@ -353,14 +400,36 @@ def main(argv: list[str] | None = None) -> int:
         return codegen_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    commands = {
+    logging.basicConfig(
+        level=getattr(args, "log_level", "WARNING").upper(),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from . import _commands
+
+    commands: dict[str, Callable[[argparse.Namespace, argparse.ArgumentParser], int]] = {
         "serve": _serve,
         "interop-server": _interop_server,
         "interop-client": _interop_client,
         "balancer": _balancer,
+        "up": _commands.up,
+        "registry": _commands.registry,
+        "call": _commands.call,
     }
-    return commands[args.command](args, parser)
+    try:
+        return commands[args.command](args, parser)
+    except (OSError, BaseExceptionGroup) as exc:
+        # e.g. a port in use: one line, as for bad arguments
+        leaf = _first_leaf(exc)
+        if not isinstance(leaf, OSError):
+            raise
+        print(f"netkit {args.command}: {leaf}", file=sys.stderr)
+        return 2
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 if __name__ == "__main__":
