@@ -6,7 +6,6 @@ traffic flows, then SIGINT stops everything cleanly."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -54,8 +53,21 @@ def _read_until_ready(process: subprocess.Popen[str], lines: list[str]) -> re.Ma
 @pytest.fixture
 def up() -> Iterator[Up]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "netkit", "up", "--port", "0", "--base-port", "0"]
-        + ["--ttl", str(TTL), "--shutdown-grace", "1", "--no-status"],
+        [
+            sys.executable,
+            "-m",
+            "netkit",
+            "up",
+            "--port",
+            "0",
+            "--base-port",
+            "0",
+            "--ttl",
+            str(TTL),
+            "--shutdown-grace",
+            "1",
+            "--no-status",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -83,9 +95,16 @@ def up() -> Iterator[Up]:
 
 def generate_grpcio_stubs(out: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT / "protocols")]
-        + [f"--python_out={out}", f"--grpc_python_out={out}"]
-        + [str(ROOT / "protocols/orders/v1/orders.proto")],
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            str(ROOT / "protocols"),
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            str(ROOT / "protocols/orders/v1/orders.proto"),
+        ],
         check=True,
         timeout=60,
     )
@@ -118,8 +137,13 @@ def test_up_serves_three_protocols_survives_a_crash_and_stops_cleanly(
 
         # gRPC (grpcio): reads the REST order, creates one, watches, gets BadRequest details
         result = subprocess.run(
-            [sys.executable, str(ROOT / "tests/interop/up_grpcio_client.py")]
-            + [str(tmp_path), up.balancer, order["id"]],
+            [
+                sys.executable,
+                str(ROOT / "tests/interop/up_grpcio_client.py"),
+                str(tmp_path),
+                up.balancer,
+                order["id"],
+            ],
             capture_output=True,
             text=True,
             timeout=30,

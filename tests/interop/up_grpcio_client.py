@@ -17,8 +17,8 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 sys.path.insert(0, sys.argv[1])
-from orders.v1 import orders_pb2 as pb  # noqa: E402
-from orders.v1 import orders_pb2_grpc as rpc  # noqa: E402
+from orders.v1 import orders_pb2 as pb
+from orders.v1 import orders_pb2_grpc as rpc
 
 
 def main(target: str, rest_order_id: str) -> None:
