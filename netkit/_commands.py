@@ -11,6 +11,7 @@ from functools import partial
 
 import trio
 
+from .errors import NetkitError
 from .http import ServerConfig
 
 
@@ -120,8 +121,13 @@ def call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return trio.run(
             _call.call_ws, args.url, args.subscribe, args.send, args.count, args.timeout
         )
-    except _call.CallFailed as exc:
-        print(f"netkit call: {exc}", file=sys.stderr)
+    except (_call.CallFailed, BaseExceptionGroup) as exc:
+        leaf: BaseException = exc
+        while isinstance(leaf, BaseExceptionGroup):  # raised inside a client's nursery
+            leaf = leaf.exceptions[0]
+        if not isinstance(leaf, _call.CallFailed | NetkitError | OSError):
+            raise
+        print(f"netkit call: {leaf}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
