@@ -133,6 +133,15 @@ def call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 130
 
 
+def bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from pathlib import Path
+
+    from . import _bench
+
+    cap = args.max_seconds if args.max_seconds else (60.0 if args.quick else 3600.0)
+    return _bench.run(Path(args.root).resolve(), quick=args.quick, cap=cap)
+
+
 def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "up",
@@ -163,6 +172,14 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.add_argument("--port", type=int, default=8500)
     p.add_argument("--default-ttl", type=float, default=10.0)
     p.add_argument("--snapshot", help="file to keep the registry's state in across restarts")
+
+    p = sub.add_parser(
+        "bench",
+        help="run the benchmark suites side by side; write docs/benchmarks.md and plots",
+    )
+    p.add_argument("--quick", action="store_true", help="a short smoke run of every suite")
+    p.add_argument("--root", default=".", help="the netkit checkout (default: here)")
+    p.add_argument("--max-seconds", type=float, help="stop a suite after this long")
 
     p = sub.add_parser("call", help="a small client: a REST request, a gRPC call, a WebSocket")
     kinds = p.add_subparsers(dest="kind", required=True)

@@ -16,6 +16,8 @@
     a service registry alone: gRPC and its REST face on one port.
 ``netkit call rest|grpc|ws ...``
     a small client: a REST request, a gRPC call (server reflection), a WebSocket session.
+``netkit bench [--quick]``
+    the benchmark suites side by side; tables and plots into docs/benchmarks.md.
 
 Bad arguments are answered with one line (``netkit <command>: error: ...``), not a
 traceback.
@@ -414,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         "up": _commands.up,
         "registry": _commands.registry,
         "call": _commands.call,
+        "bench": _commands.bench,
     }
     try:
         return commands[args.command](args, parser)

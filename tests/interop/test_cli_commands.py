@@ -30,6 +30,7 @@ COMMANDS = [
     ["codegen"],
     ["interop-server"],
     ["interop-client"],
+    ["bench"],
 ]
 
 
