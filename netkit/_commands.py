@@ -36,7 +36,13 @@ async def _until_signalled(shutdown: object, nursery: trio.Nursery) -> None:
 
 
 def up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import logging
+
     from .up import Constellation, UpConfig, banner, status_view
+
+    if args.log_level.upper() != "DEBUG":
+        # the live view is the report; the proxy's per-request lines (retries) only in DEBUG
+        logging.getLogger("netkit.balance").setLevel(logging.WARNING)
 
     try:
         config = UpConfig(
@@ -161,8 +167,6 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.add_argument("--instances", type=int, default=3, help="orders instances (default 3)")
     p.add_argument("--ttl", type=float, default=5.0, help="registration TTL in seconds (5)")
     p.add_argument("--no-status", action="store_true", help="no live status view")
-    # the live view is the report; per-request logs (retries...) only when asked for
-    p.set_defaults(log_level="WARNING")
 
     p = sub.add_parser(
         "registry",
