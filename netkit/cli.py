@@ -11,6 +11,17 @@
     a reverse proxy balancing REST, gRPC and WebSocket over the backends (docs/balancer.md).
 ``netkit codegen [-I DIR]... [--out DIR] FILE.proto...``
     generate protobuf messages and netkit service classes (``netkit.grpc.codegen``).
+``netkit up [--port N] [--base-port N] [--instances N] [--ttl S]``
+    the orders system end to end: registry, instances, balancer (``netkit.up``).
+``netkit registry [--port N]``
+    a service registry alone: gRPC and its REST face on one port.
+``netkit call rest|grpc|ws ...``
+    a small client: a REST request, a gRPC call (server reflection), a WebSocket session.
+``netkit bench [--quick]``
+    the benchmark suites side by side; tables and plots into docs/benchmarks.md.
+
+Bad arguments are answered with one line (``netkit <command>: error: ...``), not a
+traceback.
 
 For the servers, SIGINT and SIGTERM start a graceful shutdown (GOAWAY, in-flight
 requests finish within the grace period); a second signal cancels at once.
@@ -33,7 +44,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -142,9 +153,18 @@ def _server_options() -> argparse.ArgumentParser:
     return common
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments get one line on stderr and exit status 2, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netkit", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _OneLineParser(prog="netkit", description=__doc__.splitlines()[0])
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", required=True, parser_class=_OneLineParser
+    )
     common = _server_options()
 
     p = sub.add_parser(
@@ -202,6 +222,9 @@ def _parser() -> argparse.ArgumentParser:
 
     # Dispatched before parsing (see main); listed here for ``netkit --help``.
     sub.add_parser("codegen", help="generate messages and netkit services from .proto files")
+    from ._commands import add_parsers
+
+    add_parsers(sub, common)
     return parser
 
 
@@ -405,14 +428,37 @@ def main(argv: list[str] | None = None) -> int:
         return codegen_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    commands = {
+    logging.basicConfig(
+        level=getattr(args, "log_level", "WARNING").upper(),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from . import _commands
+
+    commands: dict[str, Callable[[argparse.Namespace, argparse.ArgumentParser], int]] = {
         "serve": _serve,
         "interop-server": _interop_server,
         "interop-client": _interop_client,
         "balancer": _balancer,
+        "up": _commands.up,
+        "registry": _commands.registry,
+        "call": _commands.call,
+        "bench": _commands.bench,
     }
-    return commands[args.command](args, parser)
+    try:
+        return commands[args.command](args, parser)
+    except (OSError, BaseExceptionGroup) as exc:
+        # e.g. a port in use: one line, as for bad arguments
+        leaf = _first_leaf(exc)
+        if not isinstance(leaf, OSError):
+            raise
+        print(f"netkit {args.command}: {leaf}", file=sys.stderr)
+        return 2
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+"""The live status of ``netkit up``: one row per component, refreshed in place.
+
+``StatusView`` is the seam: ``show(rows)`` once a second. On a terminal the block is
+redrawn where it stands (ANSI: cursor up, clear to the end); otherwise (a pipe, a log, a
+test) a line is printed only when something other than the rates changed, so logs stay
+short. When netkit's observability live view lands, ``netkit up`` can hand it the same
+rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, TextIO
+
+import attrs
+
+
+@attrs.frozen
+class Row:
+    name: str
+    address: str
+    #: "up", "killed", "stopped"...
+    state: str
+    #: what the registry says ("passing", "critical", "-" when not registered)
+    health: str
+    #: what the balancer does with it ("in rotation", "ejected", "-")
+    balancer: str
+    rate: float
+
+
+class StatusView(Protocol):
+    def show(self, rows: Sequence[Row]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _table(rows: Sequence[Row]) -> list[str]:
+    lines = [
+        f"{'':2}{'name':<10} {'address':<22} {'state':<8} {'registry':<10} {'balancer':<12} req/s"
+    ]
+    for row in rows:
+        lines.append(
+            f"{'':2}{row.name:<10} {row.address:<22} {row.state:<8} {row.health:<10} "
+            f"{row.balancer:<12} {row.rate:6.1f}"
+        )
+    return lines
+
+
+class TerminalStatus:
+    """Redraws the table in place on a terminal."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._drawn = 0
+
+    def show(self, rows: Sequence[Row]) -> None:
+        lines = _table(rows)
+        if self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+        self._drawn = len(lines)
+
+    def close(self) -> None:
+        self._drawn = 0
+
+
+class LineStatus:
+    """Prints one line per change of state (rates alone do not count as a change)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._last: list[tuple[str, str, str, str]] | None = None
+
+    def show(self, rows: Sequence[Row]) -> None:
+        key = [(r.name, r.state, r.health, r.balancer) for r in rows]
+        if key == self._last:
+            return
+        self._last = key
+        text = "; ".join(f"{r.name} {r.state} {r.health} {r.balancer}" for r in rows)
+        self.out.write(f"status: {text}\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def status_view(out: TextIO) -> StatusView:
+    return TerminalStatus(out) if out.isatty() else LineStatus(out)
