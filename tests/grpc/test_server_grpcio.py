@@ -189,6 +189,9 @@ async def test_deadline_cancels_the_handler() -> None:
     probe = Probe()
     async with grpc_server(probe) as server, grpcio_channel(server) as channel:
         call = unary(channel)
+        # Connect first: on a loaded machine the connection alone could eat the deadline,
+        # and the call would expire in the client before the handler ever ran.
+        await in_thread(lambda: call(echo_pb2.EchoRequest(payload=b"warm-up"), timeout=30))
         error = await in_thread(
             call_error(lambda: call(echo_pb2.EchoRequest(payload=b"sleep"), timeout=1.0))
         )
