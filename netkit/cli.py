@@ -304,7 +304,9 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.registry:
             if backends or not args.service:
                 parser.error("--registry takes --service and no --backend")
-            host, _, port = args.registry.rpartition(":")
+            host, sep, port = args.registry.rpartition(":")
+            if not sep or not port.isdigit():
+                parser.error(f"--registry expects HOST:PORT, got {args.registry!r}")
             source = RegistryBackends(host.strip("[]"), int(port), args.service)
         elif backends:
             source = StaticBackends(backends)

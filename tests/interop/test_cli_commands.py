@@ -47,8 +47,8 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
     [
         (["up", "--port", "eighty"], "invalid int value: 'eighty'"),
         (["up", "--ttl", "0.1"], "'ttl' must be >= 1.0"),
-        (["balancer"], "--backend (repeatable) or --registry"),
-        (["balancer", "--registry", "nowhere"], "--registry expects HOST:PORT"),
+        (["balancer"], "--backend HOST:PORT (repeatable) or --registry"),
+        (["balancer", "--registry", "nowhere", "--service", "orders"], "--registry expects HOST:PORT"),
         (["nonsense"], "invalid choice: 'nonsense'"),
         (["call", "grpc", "localhost", "x/y"], "expected HOST:PORT"),
     ],
