@@ -286,27 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(results, ratio_rows))
     if args.json:
-        body = Path("BODY")
-        report = {
-            "benchmark": "benchmarks/grpc_instructions.py",
-            "machine": machine,
-            "versions": versions,
-            "settings": {
-                "calls": {g.UNARY: args.calls, g.STREAM: args.stream_calls},
-                "stream_messages_per_call": g.STREAM_COUNT,
-                "repeat": args.repeat,
-                "idle": args.idle,
-                "pinned": args.pin,
-                "valgrind": ins.valgrind_prefix(Path("DIR"))[1:],
-                "h2load": {
-                    w: g.h2load_argv(0, w, body, calls=1, log=None)[1:-1] for w in g.WORKLOADS
-                },
-            },
-            "elapsed_s": round(time.time() - started, 1),
-            "results": [asdict(r) for r in results],
-            "ratios": ratio_rows,
+        calls = {g.UNARY: args.calls, g.STREAM: args.stream_calls}
+        h2load = {
+            w: g.h2load_argv(0, w, Path("BODY"), calls=calls[w], log=None)[1:-1] for w in calls
         }
-        h.write_report(args.json, report)
+        settings = {"calls": calls, "stream_messages_per_call": g.STREAM_COUNT, "h2load": h2load}
+        benchmark = "benchmarks/grpc_instructions.py"
+        ins.write_json(
+            args, benchmark, machine, settings, started, results, ratio_rows, versions=versions
+        )
     return 0
 
 

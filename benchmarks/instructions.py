@@ -547,6 +547,27 @@ def prepare_environment(args: argparse.Namespace, *tools: str) -> dict[str, obje
     return machine
 
 
+def write_json(
+    args: argparse.Namespace,
+    benchmark: str,
+    machine: dict[str, object],
+    settings: dict[str, object],
+    started: float,
+    results: list[Result],
+    ratio_rows: list[dict[str, object]],
+    **extra: object,
+) -> None:
+    """The ``--json`` report: the benchmark's own ``settings`` and ``extra`` fields, plus
+    the callgrind options every such benchmark shares."""
+    settings = {**settings, "repeat": args.repeat, "idle": args.idle, "pinned": args.pin}
+    settings["valgrind"] = valgrind_prefix(Path("DIR"))[1:]
+    report = {"benchmark": benchmark, "machine": machine, **extra, "settings": settings}
+    report["elapsed_s"] = round(time.time() - started, 1)
+    report["results"] = [asdict(r) for r in results]
+    report["ratios"] = ratio_rows
+    h.write_report(args.json, report)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -574,25 +595,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(results, ratio_rows))
     if args.json:
-        report = {
-            "benchmark": "benchmarks/instructions.py",
-            "machine": machine,
-            "settings": {
-                "requests": args.requests,
-                "repeat": args.repeat,
-                "idle": args.idle,
-                "pinned": args.pin,
-                "valgrind": valgrind_prefix(Path("DIR"))[1:],
-                "h2load": {
-                    h.H1: load_command(0, h.H1, args.requests)[1:-1],
-                    h.H2C: load_command(0, h.H2C, args.requests)[1:-1],
-                },
-            },
-            "elapsed_s": round(time.time() - started, 1),
-            "results": [asdict(r) for r in results],
-            "ratios": ratio_rows,
+        h2load = {
+            protocol: load_command(0, protocol, args.requests)[1:-1] for protocol in h.PROTOCOLS
         }
-        h.write_report(args.json, report)
+        settings = {"requests": args.requests, "h2load": h2load}
+        write_json(
+            args, "benchmarks/instructions.py", machine, settings, started, results, ratio_rows
+        )
     return 0
 
 

@@ -46,6 +46,7 @@ import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -59,14 +60,10 @@ RESPONSE_HEADERS = [
     (b"grpc-accept-encoding", b"identity,gzip,deflate"),
 ]
 TRAILERS = [(b"grpc-status", b"0")]
-SERVER_CONFIG = h2.config.H2Configuration(
-    client_side=False,
-    header_encoding=None,
-    validate_inbound_headers=False,
-    normalize_inbound_headers=False,
-    validate_outbound_headers=False,
-    normalize_outbound_headers=False,
-)
+# Every header check and normalisation off: h2's four ``*_headers`` switches.
+_CHECKS = ("validate_inbound", "normalize_inbound", "validate_outbound", "normalize_outbound")
+_OFF: dict[str, Any] = {f"{name}_headers": False for name in _CHECKS}
+SERVER_CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None, **_OFF)
 CLIENT_WINDOW = 2**30 - 1  # h2load's default -w 30 / -W 30
 
 
