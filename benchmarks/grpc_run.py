@@ -117,9 +117,19 @@ def request_body(workload: str) -> bytes:
     return grpc_frame(message.SerializeToString())
 
 
-STREAM_MESSAGE_BYTES = len(
-    grpc_frame(echo_pb2.EchoResponse(payload=_payload(STREAM_PAYLOAD)).SerializeToString())
-)
+def response_frame(size: int) -> bytes:
+    """One framed ``EchoResponse`` carrying a ``size``-byte payload, as the servers send."""
+    return grpc_frame(echo_pb2.EchoResponse(payload=_payload(size)).SerializeToString())
+
+
+STREAM_MESSAGE_BYTES = len(response_frame(STREAM_PAYLOAD))
+
+
+def response_data_bytes(workload: str) -> int:
+    """DATA bytes of one whole successful call's responses (h2load's ``data`` per call)."""
+    if workload == UNARY:
+        return len(response_frame(UNARY_PAYLOAD))
+    return STREAM_COUNT * STREAM_MESSAGE_BYTES
 
 
 # --- servers ---------------------------------------------------------------------------
@@ -280,11 +290,11 @@ def grpc_check(
     return None if result["ok"] else "; ".join(result["problems"])[:300]
 
 
-def verify(port: int, workload: str, cpu: int | None) -> str | None:
+def verify(port: int, workload: str, cpu: int | None, timeout: float = CHECK_TIMEOUT) -> str | None:
     """The full check for one workload: the exact payload size and message count."""
     if workload == UNARY:
-        return grpc_check(port, CHECK_TIMEOUT, count=3, payload=UNARY_PAYLOAD, cpu=cpu)
-    return grpc_check(port, CHECK_TIMEOUT, count=STREAM_COUNT, payload=STREAM_PAYLOAD, cpu=cpu)
+        return grpc_check(port, timeout, count=3, payload=UNARY_PAYLOAD, cpu=cpu)
+    return grpc_check(port, timeout, count=STREAM_COUNT, payload=STREAM_PAYLOAD, cpu=cpu)
 
 
 # --- load ------------------------------------------------------------------------------
@@ -293,10 +303,15 @@ _TRAFFIC = re.compile(r"traffic: .*?\((\d+)\) total, .*?\((\d+)\) headers .*?\((
 _FINISHED = re.compile(r"finished in ([\d.]+)(m?s)")
 
 
-def _h2load_argv(port: int, workload: str, body: Path, seconds: int, log: Path | None) -> list[str]:
+def h2load_argv(
+    port: int, workload: str, body: Path, *, seconds: int = 0, calls: int = 0, log: Path | None
+) -> list[str]:
+    """h2load making ``workload``'s calls for ``seconds`` (``-D``), or exactly ``calls``
+    of them (``-n``, for ``grpc_instructions.py``), with the body file ``body``."""
     threads, clients, streams = H2LOAD[workload]
     method = "Unary" if workload == UNARY else "ServerStream"
-    argv = ["h2load", f"-t{threads}", f"-c{clients}", f"-m{streams}", f"-D{seconds}s"]
+    argv = ["h2load", f"-t{threads}", f"-c{clients}", f"-m{streams}"]
+    argv.append(f"-n{calls}" if calls else f"-D{seconds}s")
     argv += ["-d", str(body), "-H", "content-type: application/grpc", "-H", "te: trailers"]
     if log is not None:
         argv.append(f"--log-file={log}")
@@ -341,9 +356,9 @@ def run_h2load(
         body.write_bytes(request_body(workload))
         use_warmup_flag = workload == UNARY and h.h2load_has_warmup()
         if warmup > 0 and not use_warmup_flag:
-            argv = _h2load_argv(port, workload, body, warmup, None)
+            argv = h2load_argv(port, workload, body, seconds=warmup, log=None)
             h.run_tool(h.pinned(argv, cpu), warmup + h.TOOL_GRACE)
-        argv = _h2load_argv(port, workload, body, duration, log)
+        argv = h2load_argv(port, workload, body, seconds=duration, log=log)
         if warmup > 0 and use_warmup_flag:
             argv.insert(-1, f"--warm-up-time={warmup}s")
         wait = duration + (warmup if use_warmup_flag else 0) + h.TOOL_GRACE
@@ -602,27 +617,16 @@ def main(argv: list[str] | None = None) -> int:
     specs = h.select_servers(args.only, SERVERS)
     load_at_start = h.warn_if_busy()
     machine = h.machine_info()  # taken at the start: "date" is when the benchmark began
-    versions = {
-        name: importlib.metadata.version(name)
-        for name in ("grpclib", "grpcio", "protobuf", "trio", "h2")
-        if _installed(name)
-    }
+    versions = software_versions()
     started = time.time()
     results: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="netkit-grpc-bench-") as tmp:
         for spec in specs:
             print(f"== {spec.name}: {spec.description}", flush=True)
-            if spec.name == "purerpc":
-                try:
-                    purerpc_versions = ensure_purerpc_venv()
-                except h.HarnessError as exc:
-                    print(f"   purerpc venv: {exc}", flush=True)
-                    results += [Measurement(spec.name, w, f"no venv: {exc}") for w in workloads]
-                    continue
-                versions["purerpc venv"] = ", ".join(
-                    f"{k} {v}" for k, v in sorted(purerpc_versions.items())
-                )
-                print(f"   purerpc venv: {versions['purerpc venv']}", flush=True)
+            problem = prepare(spec, versions)
+            if problem is not None:
+                results += [Measurement(spec.name, w, problem) for w in workloads]
+                continue
             for workload in workloads:
                 results.append(measure_workload(spec, workload, args, Path(tmp)))
                 time.sleep(args.pause)
@@ -659,6 +663,30 @@ def main(argv: list[str] | None = None) -> int:
         }
         h.write_report(args.json, report)
     return 0
+
+
+def software_versions() -> dict[str, str]:
+    """The versions of the libraries the servers run on (purerpc's venv: ``prepare``)."""
+    return {
+        name: importlib.metadata.version(name)
+        for name in ("grpclib", "grpcio", "protobuf", "trio", "h2")
+        if _installed(name)
+    }
+
+
+def prepare(spec: h.ServerSpec, versions: dict[str, str]) -> str | None:
+    """Make what ``spec`` needs before it can start (purerpc: its venv, whose versions
+    go into ``versions``); ``None`` when ready, else the status for its results."""
+    if spec.name != "purerpc":
+        return None
+    try:
+        purerpc_versions = ensure_purerpc_venv()
+    except h.HarnessError as exc:
+        print(f"   purerpc venv: {exc}", flush=True)
+        return f"no venv: {exc}"
+    versions["purerpc venv"] = ", ".join(f"{k} {v}" for k, v in sorted(purerpc_versions.items()))
+    print(f"   purerpc venv: {versions['purerpc venv']}", flush=True)
+    return None
 
 
 def _installed(name: str) -> bool:

@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -100,7 +101,7 @@ class CallgrindRun:
 
 @dataclass
 class Result:
-    """One server and protocol: instructions per request, and every pair of runs behind it."""
+    """One server and load: instructions per request, and every pair of runs behind it."""
 
     server: str
     protocol: str
@@ -110,6 +111,29 @@ class Result:
     per_request: float | None = None  # median over --repeat pairs
     runs: list[dict[str, object]] = field(default_factory=list)  # every loaded/idle pair
     notes: list[str] = field(default_factory=list)
+    workload: str = f"GET {h.PATH}"
+
+
+@dataclass(frozen=True)
+class Load:
+    """What a case's loaded run sends and what its answers must add up to.
+
+    Everything else about a callgrind run (valgrind, process accounting, the idle twin)
+    is the same whatever the server serves, so this is the one thing a caller varies:
+    this script makes one per protocol (``GET /hello``), ``grpc_instructions.py`` one
+    per gRPC workload and server.  ``ready`` runs in the loaded *and* the idle run, so
+    its cost cancels in the subtraction; ``stop_signal`` is what the server treats as
+    "shut down cleanly" (it must exit by itself for callgrind to write its counts).
+    """
+
+    label: str  # names the case in progress lines and --keep directories
+    protocol: str
+    workload: str
+    requests: int
+    command: Callable[[int], list[str]]  # h2load's argv against a server on this port
+    body_sizes: frozenset[int]  # response-body bytes of one request: any one of these
+    ready: h.ReadyCheck
+    stop_signal: int = signal.SIGINT
 
 
 # --- callgrind -------------------------------------------------------------------------
@@ -211,18 +235,34 @@ _H2LOAD_PATTERNS = {
 }
 
 
-def run_load(argv: list[str], requests: int, timeout: float) -> list[str]:
-    """Run h2load; every one of the ``requests`` must have been answered with the
-    ``/hello`` body, or the difference between the runs would not be the cost of
-    ``requests`` answers.  Returns notes for the report.
+def hello_load(protocol: str, requests: int) -> Load:
+    """``requests`` times ``GET /hello`` over ``protocol``; ready once curl gets it right."""
+
+    def ready(port: int, timeout: float) -> str | None:
+        return h.probe(port, protocol, timeout)
+
+    def command(port: int) -> list[str]:
+        return load_command(port, protocol, requests)
+
+    body_sizes = frozenset(BODY_SIZES)
+    return Load(protocol, protocol, f"GET {h.PATH}", requests, command, body_sizes, ready)
+
+
+def run_load(argv: list[str], load: Load, timeout: float) -> list[str]:
+    """Run h2load; every one of the load's requests must have been answered with a
+    whole body, or the difference between the runs would not be the cost of that many
+    answers.  Returns notes for the report.
 
     h2load's own "succeeded" is not enough, and too strict: over HTTP/1.1 it records a
     response's status only when the status line has a reason phrase.  h11 sends none by
     default (``HTTP/1.1 200 ``), so every answer of the h11 floor counts as "failed"
     although it is a complete 200 with the right body.  So the rule here is: all
     requests done, none errored or timed out, no status other than 2xx seen, and the
-    response bodies (h2load's ``data`` bytes) add up to ``requests`` bodies.
+    response bodies (h2load's ``data`` bytes) add up to ``requests`` bodies.  (For gRPC,
+    where a failed call is still a 200, the bodies are what tell: a failed call sends no
+    message.)
     """
+    requests = load.requests
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -242,7 +282,7 @@ def run_load(argv: list[str], requests: int, timeout: float) -> list[str]:
     if stats["3xx"] or stats["4xx"] or stats["5xx"]:
         problems.append(f"non-2xx statuses: {stats['3xx']} 3xx, {stats['4xx']} 4xx, ")
         problems[-1] += f"{stats['5xx']} 5xx"
-    if stats["data"] not in {requests * size for size in BODY_SIZES}:
+    if stats["data"] not in {requests * size for size in load.body_sizes}:
         problems.append(f"{stats['data']} bytes of bodies for {requests} requests")
     if problems:
         raise h.HarnessError("h2load: " + "; ".join(problems))
@@ -259,59 +299,54 @@ def run_load(argv: list[str], requests: int, timeout: float) -> list[str]:
 
 def callgrind_run(
     spec: h.ServerSpec,
-    protocol: str,
-    requests: int,
-    idle_seconds: float,
+    load: Load,
+    idle_seconds: float | None,
     args: argparse.Namespace,
     workdir: Path,
 ) -> tuple[CallgrindRun, list[str]]:
-    """Start ``spec`` under callgrind, load it with ``requests`` requests (or leave it
-    idle for ``idle_seconds``), stop it with SIGINT and sum its processes' counts.
+    """Start ``spec`` under callgrind, send it ``load`` (or, with ``idle_seconds``, leave
+    it idle that long), stop it with the load's signal and sum its processes' counts.
 
     Returns the run and the server's command line (without valgrind).
     """
     outdir = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=workdir))
     wrapped = under_callgrind(spec, outdir)
-
-    def ready(port: int, timeout: float) -> str | None:
-        return h.probe(port, protocol, timeout)
-
+    requests = 0 if idle_seconds is not None else load.requests
     notes: list[str] = []
     started = time.monotonic()
     with h.running_server(
         wrapped,
         workdir,
         pin=args.pin,
-        ready=ready,
+        ready=load.ready,
         start_timeout=args.start_timeout,
         probe_timeout=PROBE_TIMEOUT,
     ) as server:
         argv: list[str] = []
         seen = set(server.pids())
         load_started = time.monotonic()
-        if requests:
-            argv = h.pinned(
-                load_command(server.port, protocol, requests), h.CLIENT_CPU if args.pin else None
-            )
-            notes += run_load(argv, requests, args.load_timeout)
+        if idle_seconds is None:
+            argv = h.pinned(load.command(server.port), h.CLIENT_CPU if args.pin else None)
+            notes += run_load(argv, load, args.load_timeout)
         else:
             time.sleep(idle_seconds)
         load_seconds = time.monotonic() - load_started
         seen |= set(server.pids())
         if not server.alive():
-            notes.append(f"server exited before SIGINT (status {server.process.returncode})")
-        # SIGINT, as Ctrl-C would: every server shuts down by itself, so every process
-        # reaches valgrind's exit and writes its counts.  A SIGKILL after the timeout
-        # would lose them; _check_processes then reports which.
-        h.stop(server.process, timeout=STOP_TIMEOUT, signum=signal.SIGINT)
+            notes.append(f"server exited before it was stopped ({server.process.returncode})")
+        # SIGINT, as Ctrl-C would (or the signal the load names): every server shuts
+        # down by itself, so every process reaches valgrind's exit and writes its counts.
+        # A SIGKILL after the timeout would lose them; _check_processes reports which.
+        h.stop(server.process, timeout=STOP_TIMEOUT, signum=load.stop_signal)
         if server.process.returncode == -signal.SIGKILL:
-            raise h.HarnessError(f"did not exit within {STOP_TIMEOUT:.0f} s of SIGINT; killed")
+            name = signal.Signals(load.stop_signal).name
+            raise h.HarnessError(f"did not exit within {STOP_TIMEOUT:.0f} s of {name}; killed")
         command = server.argv[len(valgrind_prefix(outdir)) :]
     wall_seconds = time.monotonic() - started
     counts = read_counts(outdir)
     _check_processes(counts, seen)
     if args.keep:
-        kept = args.keep / f"{spec.name}-{protocol.replace('/', '')}-{requests}-{outdir.name}"
+        kept = args.keep / f"{spec.name}-{load.label.replace('/', '')}-{requests}-{outdir.name}"
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(outdir, kept)
     else:
@@ -331,8 +366,8 @@ def callgrind_run(
 # --- driving the servers ---------------------------------------------------------------
 
 
-def measure(spec: h.ServerSpec, protocol: str, args: argparse.Namespace, workdir: Path) -> Result:
-    """``--repeat`` pairs of callgrind runs (loaded, then idle) of one server and protocol.
+def measure(spec: h.ServerSpec, load: Load, args: argparse.Namespace, workdir: Path) -> Result:
+    """``--repeat`` pairs of callgrind runs (loaded, then idle) of one server and load.
 
     The idle run comes second so that, with ``--idle matched``, it can sit idle exactly
     as long as the loaded run's h2load took: uvicorn wakes every 0.1 s and hypercorn's
@@ -341,12 +376,13 @@ def measure(spec: h.ServerSpec, protocol: str, args: argparse.Namespace, workdir
     second than at full speed they would be charged to the requests.  Matching the idle
     time subtracts them; at full speed they are negligible.
     """
-    result = Result(spec.name, protocol, "ok", requests=args.requests)
+    result = Result(spec.name, load.protocol, "ok", requests=load.requests)
+    result.workload = load.workload
     values: list[float] = []
     for i in range(args.repeat):
-        tag = f"   {protocol} #{i + 1}" if args.repeat > 1 else f"   {protocol}"
+        tag = f"   {load.label} #{i + 1}" if args.repeat > 1 else f"   {load.label}"
         try:
-            loaded, command = callgrind_run(spec, protocol, args.requests, 0.0, args, workdir)
+            loaded, command = callgrind_run(spec, load, None, args, workdir)
             result.command = command
             print(
                 f"{tag}: loaded: {loaded.instructions:,} instructions in "
@@ -354,7 +390,7 @@ def measure(spec: h.ServerSpec, protocol: str, args: argparse.Namespace, workdir
                 flush=True,
             )
             idle_for = loaded.load_seconds if args.idle == "matched" else 0.0
-            idle, _ = callgrind_run(spec, protocol, 0, idle_for, args, workdir)
+            idle, _ = callgrind_run(spec, load, idle_for, args, workdir)
             print(
                 f"{tag}: idle:   {idle.instructions:,} instructions in "
                 f"{len(idle.processes)} process(es), idle {idle.load_seconds:.0f} s",
@@ -370,7 +406,7 @@ def measure(spec: h.ServerSpec, protocol: str, args: argparse.Namespace, workdir
         for note in notes:  # the same note from every pair is said once
             if note not in result.notes:
                 result.notes.append(note)
-        value = (loaded.instructions - idle.instructions) / args.requests
+        value = (loaded.instructions - idle.instructions) / load.requests
         values.append(value)
         result.runs.append(
             {"per_request": round(value), "loaded": asdict(loaded), "idle": asdict(idle)}
@@ -388,7 +424,7 @@ def measure_server(spec: h.ServerSpec, args: argparse.Namespace, workdir: Path) 
     results = []
     for protocol in args.protocols:
         if protocol in spec.protocols:
-            results.append(measure(spec, protocol, args, workdir))
+            results.append(measure(spec, hello_load(protocol, args.requests), args, workdir))
         else:
             results.append(Result(spec.name, protocol, "n/a"))
     return results
@@ -466,18 +502,9 @@ def _protocols(text: str) -> list[str]:
     return [protocol for protocol in h.PROTOCOLS if protocol in chosen]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--requests", type=int, default=3000, help="requests per loaded run (default 3000)"
-    )
-    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(h.SERVERS)}")
-    parser.add_argument(
-        "--protocols",
-        type=_protocols,
-        default=list(h.PROTOCOLS),
-        help="comma-separated subset of: http/1.1 (or h1), h2c (default both)",
-    )
+def add_callgrind_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every callgrind benchmark (this one and ``grpc_instructions.py``):
+    what ``measure`` and ``callgrind_run`` read from ``args``."""
     parser.add_argument(
         "--repeat", type=int, default=1, help="loaded/idle pairs per case; the median is kept"
     )
@@ -505,17 +532,60 @@ def main(argv: list[str] | None = None) -> int:
         help=f"seconds for one h2load run (default {LOAD_TIMEOUT:.0f})",
     )
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
-    args = parser.parse_args(argv)
+
+
+def prepare_environment(args: argparse.Namespace, *tools: str) -> dict[str, object]:
+    """Check for valgrind, h2load and ``tools``, unpin when pinning is impossible, and
+    describe the machine (taken at the start: its "date" is when the benchmark began)."""
     h.install_signal_handlers()
-    if args.requests < H1_CLIENTS or args.repeat < 1:
-        parser.error(f"--requests must be >= {H1_CLIENTS} (h2load's clients), --repeat >= 1")
-    h.require_tools("valgrind", "h2load", "curl")
+    h.require_tools("valgrind", "h2load", *tools)
     if args.pin and not h.can_pin():
         print("note: taskset or CPUs 0 and 1 unavailable; running unpinned", file=sys.stderr)
         args.pin = False
-    specs = h.select_servers(args.only)
-    machine = h.machine_info()  # taken at the start: "date" is when the benchmark began
+    machine = h.machine_info()
     machine["valgrind"] = valgrind_version()
+    return machine
+
+
+def write_json(
+    args: argparse.Namespace,
+    benchmark: str,
+    machine: dict[str, object],
+    settings: dict[str, object],
+    started: float,
+    results: list[Result],
+    ratio_rows: list[dict[str, object]],
+    **extra: object,
+) -> None:
+    """The ``--json`` report: the benchmark's own ``settings`` and ``extra`` fields, plus
+    the callgrind options every such benchmark shares."""
+    settings = {**settings, "repeat": args.repeat, "idle": args.idle, "pinned": args.pin}
+    settings["valgrind"] = valgrind_prefix(Path("DIR"))[1:]
+    report = {"benchmark": benchmark, "machine": machine, **extra, "settings": settings}
+    report["elapsed_s"] = round(time.time() - started, 1)
+    report["results"] = [asdict(r) for r in results]
+    report["ratios"] = ratio_rows
+    h.write_report(args.json, report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--requests", type=int, default=3000, help="requests per loaded run (default 3000)"
+    )
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(h.SERVERS)}")
+    parser.add_argument(
+        "--protocols",
+        type=_protocols,
+        default=list(h.PROTOCOLS),
+        help="comma-separated subset of: http/1.1 (or h1), h2c (default both)",
+    )
+    add_callgrind_options(parser)
+    args = parser.parse_args(argv)
+    if args.requests < H1_CLIENTS or args.repeat < 1:
+        parser.error(f"--requests must be >= {H1_CLIENTS} (h2load's clients), --repeat >= 1")
+    specs = h.select_servers(args.only)
+    machine = prepare_environment(args, "curl")
     started = time.time()
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="netkit-callgrind-") as tmp:
@@ -525,25 +595,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(results, ratio_rows))
     if args.json:
-        report = {
-            "benchmark": "benchmarks/instructions.py",
-            "machine": machine,
-            "settings": {
-                "requests": args.requests,
-                "repeat": args.repeat,
-                "idle": args.idle,
-                "pinned": args.pin,
-                "valgrind": valgrind_prefix(Path("DIR"))[1:],
-                "h2load": {
-                    h.H1: load_command(0, h.H1, args.requests)[1:-1],
-                    h.H2C: load_command(0, h.H2C, args.requests)[1:-1],
-                },
-            },
-            "elapsed_s": round(time.time() - started, 1),
-            "results": [asdict(r) for r in results],
-            "ratios": ratio_rows,
+        h2load = {
+            protocol: load_command(0, protocol, args.requests)[1:-1] for protocol in h.PROTOCOLS
         }
-        h.write_report(args.json, report)
+        settings = {"requests": args.requests, "h2load": h2load}
+        write_json(
+            args, "benchmarks/instructions.py", machine, settings, started, results, ratio_rows
+        )
     return 0
 
 
