@@ -137,11 +137,10 @@ async def test_without_register_many_calls_run_concurrently_up_to_the_limit() ->
     service = CountingService(registry, batches=False)
     async with registry_server(service) as server, trio.open_nursery() as nursery:
         agent = RegistrationAgent("127.0.0.1", server.port, *SPECS, ttl=30, concurrency=20)
-        start = trio.current_time()
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             await nursery.start(agent.run)
-        # 200 calls of 20 ms one at a time would take 4 s; 20 at a time about 0.2 s.
-        assert trio.current_time() - start < 2.0
+        # Concurrency is shown by the calls in flight at once, not by wall time (which a
+        # loaded machine stretches): 20, the limit, never more.
         assert registry.most_in_flight == 20
         assert len(registry.core.instances()) == 200 and agent.registrations == 200
         registry.most_in_flight = 0
