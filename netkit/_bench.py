@@ -32,7 +32,7 @@ SUITES: list[tuple[str, str, list[str], list[str]]] = [
     ("REST", "rest_run.py", [*QUICK_LOAD], []),
     ("WebSocket", "ws_run.py", ["--duration", "1", "--rounds", "1", "--subscribers", "100"], []),
     ("registry", "registry_run.py", ["--instances", "1000", "--window", "2"], []),
-    ("balancer", "balancer_run.py", ["--duration", "1"], []),
+    ("balancer", "balancer_run.py", ["--duration", "1", "--part", "overhead"], []),
 ]
 BEGIN, END = "<!-- netkit bench -->", "<!-- /netkit bench -->"
 LABELS = ("server", "protocol", "workload", "case", "mode")
