@@ -144,8 +144,11 @@ def bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from . import _bench
 
-    cap = args.max_seconds if args.max_seconds else (60.0 if args.quick else 3600.0)
-    return _bench.run(Path(args.root).resolve(), quick=args.quick, cap=cap)
+    cap = args.max_seconds if args.max_seconds else (_bench.QUICK_CAP if args.quick else 3600.0)
+    command = "netkit bench" + (" --quick" if args.quick else "")
+    if args.max_seconds:
+        command += f" --max-seconds {args.max_seconds:g}"
+    return _bench.run(Path(args.root).resolve(), quick=args.quick, cap=cap, command=command)
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -181,7 +184,11 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         "bench",
         help="run the benchmark suites side by side; write docs/benchmarks.md and plots",
     )
-    p.add_argument("--quick", action="store_true", help="a short smoke run of every suite")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: one short round per case, each suite stopped after 60 s",
+    )
     p.add_argument("--root", default=".", help="the netkit checkout (default: here)")
     p.add_argument("--max-seconds", type=float, help="stop a suite after this long")
 

@@ -5,9 +5,9 @@ One nursery tree::
     Constellation.run
     ├── registry: MemoryRegistry.run (expiry) + its server (gRPC, REST face, admin routes)
     ├── orders-1..N: each an Instance task: its server + its RegistrationAgent (TTL heartbeats)
-    ├── discovery: DiscoveryClient.run (Watch on the registry)
-    ├── balancer: ReverseProxy.run (fed by RegistryBackends) + its server on the main port
-    └── status: the live view, once a second
+    ├── balancer: ReverseProxy.run (fed by netkit.balance.RegistryBackends, a Watch on
+    │   the registry) + its server on the main port, observed by netkit.observe
+    └── status: the live view, once a second (netkit.observe's numbers and rendering)
 
 Every component is started with ``await nursery.start(...)`` and is ready when it returns.
 Shutdown goes from the outside in: the balancer stops accepting and drains, then the
@@ -17,6 +17,10 @@ store and one idempotency store, as real instances share their database.
 ``kill(id)`` crashes an instance: its server and heartbeats stop at once and it does not
 deregister, so the registry drops it when its TTL runs out and the balancer follows
 (requests meanwhile fail to connect and are retried elsewhere).
+
+One :class:`~netkit.observe.Observability` observes the balancer's server and watches
+the balancer and the registry; ``GET /metrics`` on the registry/admin port exposes it
+(Prometheus text), and the live view reads the same numbers.
 """
 
 from __future__ import annotations
@@ -30,10 +34,9 @@ import attrs
 import trio
 
 from ..app import App
-from ..balance import Balancer, ProxyConfig, ReverseProxy, make_strategy
+from ..balance import Balancer, ProxyConfig, RegistryBackends, ReverseProxy, make_strategy
 from ..discovery import (
     Address,
-    DiscoveryClient,
     InstanceSpec,
     MemoryRegistry,
     Metadata,
@@ -43,9 +46,10 @@ from ..discovery import (
     add_registry_routes,
 )
 from ..examples.order_service import OrderStore, make_app, publish_events
-from ..http import HTTPStream, Server, ServerConfig, serve
+from ..http import Server, ServerConfig, serve
+from ..observe import Observability
+from ..observe._live import Reading, read
 from ..rest import MemoryIdempotencyStore, Problem, RestRequest
-from ._source import RegistryBackends
 from ._status import Row, StatusView
 
 log = logging.getLogger("netkit.up")
@@ -79,22 +83,6 @@ class UpConfig:
         return 0 if base == 0 else base + n
 
 
-class CountingHandler:
-    """Counts requests on their way to the App (the status view's requests/s)."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.requests = 0
-
-    @property
-    def connect_protocols(self) -> frozenset[str]:
-        return self.app.connect_protocols
-
-    async def __call__(self, stream: HTTPStream) -> None:
-        self.requests += 1
-        await self.app(stream)
-
-
 class Instance:
     """One orders instance: a server and the agent that keeps it registered."""
 
@@ -104,7 +92,6 @@ class Instance:
         self.requested_port = port
         self.port = port
         self.state = "starting"
-        self.handler: CountingHandler | None = None
         self.server: Server | None = None
         self.agent: RegistrationAgent | None = None
         self._scope = trio.CancelScope()
@@ -116,14 +103,13 @@ class Instance:
         up = self.up
         app = make_app(up.store, idempotency_store=up.idempotency, events=False)
         detach = publish_events(app.ws.hub, up.store)
-        self.handler = CountingHandler(app)
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     self.server = await nursery.start(
                         partial(
                             serve,
-                            self.handler,
+                            app,
                             up.config.host,
                             self.requested_port,
                             config=up.server_config,
@@ -180,7 +166,9 @@ class Constellation:
         self.registry_server: Server | None = None
         self.balancer_server: Server | None = None
         self.proxy: ReverseProxy | None = None
-        self.discovery: DiscoveryClient | None = None
+        #: The balancer's server observer; it also watches the balancer and the registry.
+        self.obs = Observability(access_log=False)
+        self.obs.watch_registry(self.registry)
         self._nursery: trio.Nursery | None = None
         self._stopping = False
 
@@ -211,20 +199,27 @@ class Constellation:
             )
             for n in range(1, config.instances + 1):
                 await self.start_instance(f"{SERVICE}-{n}", config.instance_port(n))
-            self.discovery = DiscoveryClient(config.host, self.registry_server_port, SERVICE)
-            source = RegistryBackends(self.discovery, SERVICE)
-            await nursery.start(self.discovery.run)
+            source = RegistryBackends(config.host, self.registry_server_port, SERVICE)
             self.proxy = ReverseProxy(
                 Balancer(source, make_strategy("peak_ewma")),
                 ProxyConfig(response_timeout=10.0),
             )
+            self.obs.watch_balancer(self.proxy.balancer, self.proxy)
             await nursery.start(self.proxy.run)
+            # the source's first snapshots make every instance a member (the balancer has
+            # no event for it: poll briefly, once, at start-up)
             with trio.fail_after(10):
-                await self.discovery.wait_until(
-                    lambda c: len(c.instances(SERVICE)) == config.instances
-                )
+                while len(self.proxy.balancer.lb.members) < config.instances:  # noqa: ASYNC110
+                    await trio.sleep(0.02)
             self.balancer_server = await nursery.start(
-                partial(serve, self.proxy, config.host, config.port, config=self.server_config)
+                partial(
+                    serve,
+                    self.proxy,
+                    config.host,
+                    config.port,
+                    config=self.server_config,
+                    observer=self.obs,
+                )
             )
             if status is not None:
                 nursery.start_soon(self.show_status, status)
@@ -268,6 +263,7 @@ class Constellation:
         app = App()
         app.grpc.add_service(RegistryService(self.registry))
         add_registry_routes(app.rest, self.registry)
+        self.obs.mount(app)  # GET /metrics: the balancer's traffic, backends and registry
 
         @app.rest.get("/admin/status", tags=["admin"])
         async def admin_status(request: RestRequest[None]) -> dict[str, Any]:
@@ -303,20 +299,15 @@ class Constellation:
 
     # -- status -----------------------------------------------------------------------
     def rows(self, rates: dict[str, float] | None = None) -> list[Row]:
+        """One row per component; ``rates`` are requests/s by name (0 when absent)."""
         rates = rates or {}
-        health = {}
-        if self.discovery is not None:
-            health = {
-                i.id: i.health.name.lower()
-                for i in self.discovery.instances(SERVICE, healthy_only=False)
-            }
+        health = {i.id: i.health.name.lower() for i in self.registry.snapshot(SERVICE).instances}
         in_rotation: dict[str, str] = {}
         if self.proxy is not None:
             now = trio.current_time()
             for state in self.proxy.balancer.lb.members:
-                address = state.backend.address
-                verdict = "ejected" if state.ejected_until > now else "in rotation"
-                in_rotation[address] = f"{verdict}"
+                verdict = "ejected" if state.ejected(now) else "in rotation"
+                in_rotation[state.backend.address] = verdict
         rows = []
         if self.balancer_server is not None:
             rows.append(
@@ -343,25 +334,29 @@ class Constellation:
             )
         return rows
 
-    def _counts(self) -> dict[str, int]:
-        counts = {"balancer": self.proxy.attempts if self.proxy else 0}
+    def rates(self, before: Reading, after: Reading) -> dict[str, float]:
+        """Requests/s over an interval from two observe readings: the balancer's served
+        requests, and each instance's picks by the balancer."""
+        span = max(after.time - before.time, 1e-9)
+        rates = {"balancer": (after.requests - before.requests) / span}
+        earlier = {b.address: b.picks for b in before.backends}
+        picks = {b.address: (b.picks - earlier.get(b.address, 0)) / span for b in after.backends}
         for name, instance in self.instances.items():
-            counts[name] = instance.handler.requests if instance.handler else 0
-        return counts
+            rates[name] = picks.get(f"{self.config.host}:{instance.port}", 0.0)
+        return rates
 
     async def show_status(self, view: StatusView) -> None:
-        interval = self.config.status_interval
-        before = self._counts()
-        stamp = trio.current_time()
+        """Every ``status_interval``: read the observe numbers, hand the view the rows and
+        observe's own summary lines (:func:`netkit.observe.render_status`)."""
+        from ..observe import render_status
+
+        before = read(self.obs, trio.current_time())
         try:
             while True:
-                await trio.sleep(interval)
-                now = trio.current_time()
-                counts = self._counts()
-                elapsed = max(now - stamp, 1e-9)
-                rates = {k: (v - before.get(k, 0)) / elapsed for k, v in counts.items()}
-                before, stamp = counts, now
-                view.show(self.rows(rates))
+                await trio.sleep(self.config.status_interval)
+                after = read(self.obs, trio.current_time())
+                view.show(self.rows(self.rates(before, after)), render_status(before, after))
+                before = after
         finally:
             view.close()
 

@@ -1,10 +1,12 @@
 """The live status of ``netkit up``: one row per component, refreshed in place.
 
-``StatusView`` is the seam: ``show(rows)`` once a second. On a terminal the block is
-redrawn where it stands (ANSI: cursor up, clear to the end); otherwise (a pipe, a log, a
-test) a line is printed only when something other than the rates changed, so logs stay
-short. When netkit's observability live view lands, ``netkit up`` can hand it the same
-rows.
+``StatusView.show(rows, summary)`` is called once a second with the components' rows
+and the summary lines :func:`netkit.observe.render_status` draws from the same numbers
+``/metrics`` exposes (requests/s, errors/s, p99, connections, the balancer's backends).
+On a terminal the block is redrawn where it stands (ANSI: cursor up, clear to the end):
+observe's summary, then the components. Otherwise (a pipe, a log, a test) one
+``status:`` line is printed only when something other than the rates changed, so logs
+stay short and can be waited on.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class Row:
 
 
 class StatusView(Protocol):
-    def show(self, rows: Sequence[Row]) -> None: ...
+    def show(self, rows: Sequence[Row], summary: Sequence[str] = ()) -> None: ...
 
     def close(self) -> None: ...
 
@@ -53,8 +55,8 @@ class TerminalStatus:
         self.out = out
         self._drawn = 0
 
-    def show(self, rows: Sequence[Row]) -> None:
-        lines = _table(rows)
+    def show(self, rows: Sequence[Row], summary: Sequence[str] = ()) -> None:
+        lines = [*summary, *([""] if summary else []), *_table(rows)]
         if self._drawn:
             self.out.write(f"\x1b[{self._drawn}F\x1b[J")
         self.out.write("\n".join(lines) + "\n")
@@ -72,7 +74,7 @@ class LineStatus:
         self.out = out
         self._last: list[tuple[str, str, str, str]] | None = None
 
-    def show(self, rows: Sequence[Row]) -> None:
+    def show(self, rows: Sequence[Row], summary: Sequence[str] = ()) -> None:
         key = [(r.name, r.state, r.health, r.balancer) for r in rows]
         if key == self._last:
             return

@@ -66,7 +66,6 @@ def up() -> Iterator[Up]:
             str(TTL),
             "--shutdown-grace",
             "1",
-            "--no-status",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -205,6 +204,20 @@ def test_up_serves_three_protocols_survives_a_crash_and_stops_cleanly(
             time.sleep(0.5)
             assert sent[0] > before + 5  # traffic keeps flowing on the other two
             assert rows["orders-1"]["balancer"] == rows["orders-3"]["balancer"] == "in rotation"
+            # netkit.observe's /metrics on the admin port: the balancer's traffic, its
+            # backends and the registry, scraped as Prometheus would
+            metrics = admin.get("/metrics")
+            assert metrics.status_code == 200
+            assert metrics.headers["content-type"].startswith("text/plain")
+            text = metrics.text
+            served = [
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("netkit_requests_total{")
+            ]
+            assert sum(served) > 20, text[:2000]
+            assert 'netkit_balancer_picks_total{backend="' in text
+            assert "netkit_registry_instances{" in text
     finally:
         stop.set()
         for thread in clients:
@@ -220,3 +233,7 @@ def test_up_serves_three_protocols_survives_a_crash_and_stops_cleanly(
     output = "".join(up.output)
     assert "netkit up: stopped" in output
     assert "Traceback" not in output, output
+    # piped, the live view prints one line per change of state (rates do not count)
+    status = [line for line in up.output if line.startswith("status: ")]
+    assert any("orders-2 killed" in line for line in status), output
+    assert len(status) < 20, output
