@@ -10,13 +10,14 @@
 * :class:`TrioStateMachine`: a ``RuleBasedStateMachine`` with ``async`` rules in a
   persistent trio loop (guest mode, :class:`TrioRunner`) on an autojump ``MockClock``;
   shipped machines: :class:`CallMachine`, :class:`PubSubMachine`,
-  :class:`IdempotencyMachine`, :class:`RegistryMachine`.
+  :class:`IdempotencyMachine`, :class:`RegistryMachine`, :class:`BalancerMachine`.
 * A pytest plugin (fixtures ``netkit_app``, ``memory_server``, ``h2_client``,
   ``grpc_channel``), registered as the ``netkit`` pytest11 entry point.
 
 Needs hypothesis (``pip install netkit[testing]``); ``import netkit`` does not load it.
 """
 
+from ._balancer_machine import BalancerMachine as BalancerMachine
 from ._faults import FaultSchedule as FaultSchedule
 from ._faults import FaultyStream as FaultyStream
 from ._faults import fault_schedules as fault_schedules
@@ -65,6 +66,7 @@ from ._strategies import ws_messages as ws_messages
 
 __all__ = [
     "PROBE_PATH",
+    "BalancerMachine",
     "CallMachine",
     "CallProbe",
     "Failure",

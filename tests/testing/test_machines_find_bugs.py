@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 import trio
 
+from netkit.balance import BackendState, Balancer, LoadBalancer, MutableBackends
 from netkit.discovery import MemoryRegistry
 from netkit.rest import MemoryIdempotencyStore
 from netkit.testing import (
+    BalancerMachine,
     CallMachine,
     CallProbe,
     IdempotencyMachine,
@@ -86,6 +88,30 @@ class ImmortalRegistryMachine(RegistryMachine):
         return ImmortalRegistry(self.config)
 
 
+class ClingyLoadBalancer(LoadBalancer):
+    """Keeps offering the backends that left: a removed backend still gets picks."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gone: list[BackendState] = []
+
+    def update(self, backends: Any, now: float) -> Any:
+        change = super().update(backends, now)
+        self.gone.extend(change.removed)
+        return change
+
+    def candidates(self, now: float, exclude: Any = ()) -> list[BackendState]:
+        skip = set(exclude)
+        return super().candidates(now, skip) + [s for s in self.gone if s not in skip]
+
+
+class ClingyBalancer(BalancerMachine):
+    def make_balancer(self, source: MutableBackends, probe_factory: Any, rng: Any) -> Balancer:
+        balancer = super().make_balancer(source, probe_factory, rng)
+        balancer.lb = ClingyLoadBalancer(balancer.lb.strategy, balancer.lb.config)
+        return balancer
+
+
 # -- the checks --------------------------------------------------------------------------
 
 CASES = [
@@ -93,6 +119,7 @@ CASES = [
     pytest.param(DeafPubSub, "(patterns [])", 3, id="pubsub-delivers-after-unsubscribe"),
     pytest.param(ForgetfulIdempotency, "not a replay", 3, id="rest-runs-a-retry-twice"),
     pytest.param(ImmortalRegistryMachine, "!=", 3, id="registry-never-expires"),
+    pytest.param(ClingyBalancer, "removed", 4, id="balancer-picks-a-removed-backend"),
 ]
 
 
@@ -107,7 +134,9 @@ def test_the_machine_finds_the_planted_bug_and_shrinks_it(
     assert len(failure.steps) <= max_steps, "\n".join(failure.report)
 
 
-@pytest.mark.parametrize("machine", [CallMachine, PubSubMachine, IdempotencyMachine])
+@pytest.mark.parametrize(
+    "machine", [CallMachine, PubSubMachine, IdempotencyMachine, BalancerMachine]
+)
 def test_netkit_passes_the_machine(machine: type[Any]) -> None:
     failure = find_failure(machine, max_examples=25, stateful_step_count=20)
     assert failure is None, "\n".join(failure.report) if failure else ""
