@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import sys
 from functools import partial
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 import trio
@@ -47,6 +47,9 @@ from ..http import HTTPStream, Server, ServerConfig, serve
 from ..rest import MemoryIdempotencyStore, Problem, RestRequest
 from ._source import RegistryBackends
 from ._status import Row, StatusView
+
+if TYPE_CHECKING:
+    from ..security import DevPKI
 
 log = logging.getLogger("netkit.up")
 
@@ -127,6 +130,7 @@ class Instance:
                             up.config.host,
                             self.requested_port,
                             config=up.server_config,
+                            ssl_context=up.tls_server,
                         )
                     )
                     self.port = self.server.port
@@ -137,7 +141,11 @@ class Instance:
                         Metadata(version="1.0.0", weight=1),
                     )
                     self.agent = RegistrationAgent(
-                        up.config.host, up.registry_server_port, spec, ttl=up.config.ttl
+                        up.config.host,
+                        up.registry_server_port,
+                        spec,
+                        ttl=up.config.ttl,
+                        ssl_context=up.tls_client,
                     )
                     await nursery.start(self.agent.run)
                     self.state = "up"
@@ -167,8 +175,19 @@ class Instance:
 class Constellation:
     """The registry, the orders instances and the balancer, as one long-lived task."""
 
-    def __init__(self, config: UpConfig | None = None, *, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        config: UpConfig | None = None,
+        *,
+        out: TextIO | None = None,
+        tls: DevPKI | None = None,
+    ) -> None:
         self.config = config or UpConfig()
+        #: With ``tls`` (``netkit up --tls``): every server speaks TLS with its
+        #: certificate, and the agents, the discovery client and the proxy trust its CA.
+        self.tls = tls
+        self.tls_server = tls.server_context() if tls else None
+        self.tls_client = tls.client_context(alpn=["h2"]) if tls else None
         self.out = out or sys.stdout
         self.store = OrderStore()
         self.idempotency = MemoryIdempotencyStore()
@@ -207,16 +226,21 @@ class Constellation:
                     config.host,
                     config.registry_port(),
                     config=self.server_config,
+                    ssl_context=self.tls_server,
                 )
             )
             for n in range(1, config.instances + 1):
                 await self.start_instance(f"{SERVICE}-{n}", config.instance_port(n))
-            self.discovery = DiscoveryClient(config.host, self.registry_server_port, SERVICE)
+            self.discovery = DiscoveryClient(
+                config.host, self.registry_server_port, SERVICE, ssl_context=self.tls_client
+            )
             source = RegistryBackends(self.discovery, SERVICE)
             await nursery.start(self.discovery.run)
             self.proxy = ReverseProxy(
                 Balancer(source, make_strategy("peak_ewma")),
                 ProxyConfig(response_timeout=10.0),
+                ssl_context=self.tls_client,
+                h1_ssl_context=self.tls.client_context(alpn=["http/1.1"]) if self.tls else None,
             )
             await nursery.start(self.proxy.run)
             with trio.fail_after(10):
@@ -224,7 +248,14 @@ class Constellation:
                     lambda c: len(c.instances(SERVICE)) == config.instances
                 )
             self.balancer_server = await nursery.start(
-                partial(serve, self.proxy, config.host, config.port, config=self.server_config)
+                partial(
+                    serve,
+                    self.proxy,
+                    config.host,
+                    config.port,
+                    config=self.server_config,
+                    ssl_context=self.tls_server,
+                )
             )
             if status is not None:
                 nursery.start_soon(self.show_status, status)
@@ -371,8 +402,9 @@ def banner(up: Constellation, prog: str = "netkit") -> str:
     host = up.config.host
     assert up.balancer_server is not None and up.registry_server is not None
     port = up.balancer_server.port
-    base = f"http://{host}:{port}"
-    control = f"http://{host}:{up.registry_server.port}"
+    scheme = "https" if up.tls else "http"
+    base = f"{scheme}://{host}:{port}"
+    control = f"{scheme}://{host}:{up.registry_server.port}"
     order = (
         '{"customer_id": "alice", '
         '"items": [{"sku": "book", "quantity": 2, "unit_price_cents": 1250}]}'
@@ -385,7 +417,7 @@ def banner(up: Constellation, prog: str = "netkit") -> str:
         f"  registry  {control}   gRPC netkit.registry.v1.Registry, REST /v1/services, /admin",
     ]
     for name, instance in up.instances.items():
-        lines.append(f"  {name:<9} http://{host}:{instance.port}   TTL {up.config.ttl:g} s")
+        lines.append(f"  {name:<9} {scheme}://{host}:{instance.port}   TTL {up.config.ttl:g} s")
     lines += [
         "",
         "Try, from another terminal:",
