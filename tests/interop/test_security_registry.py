@@ -56,9 +56,7 @@ async def secured_registry(
     app = netkit.App()
     app.grpc.add_service(RegistryService(registry))
     add_registry_routes(app.rest, registry)
-    authn = AnyOf(
-        BearerTokens(TOKENS), MutualTLS(scopes={"agent.netkit.test": [REGISTRY_WRITE]})
-    )
+    authn = AnyOf(BearerTokens(TOKENS), MutualTLS(scopes={"agent.netkit.test": [REGISTRY_WRITE]}))
     Security(authn, Policy()).install(app)
     tls = None
     if ca is not None:
@@ -78,7 +76,9 @@ async def secured_registry(
 
 
 def register_request(name: str, port: int) -> pb.RegisterRequest:
-    instance = pb.Instance(service="orders", id=name, address=pb.Address(host="127.0.0.1", port=port))
+    instance = pb.Instance(
+        service="orders", id=name, address=pb.Address(host="127.0.0.1", port=port)
+    )
     return pb.RegisterRequest(instance=instance, ttl=10)
 
 
@@ -157,7 +157,9 @@ async def test_agent_presents_a_token_or_a_client_certificate() -> None:
                 alpn=["h2"],
             )
             spec2 = InstanceSpec("orders", "cert", Address("127.0.0.1", 2))
-            await nursery.start(RegistrationAgent("127.0.0.1", server.port, spec2, ssl_context=mtls).run)
+            await nursery.start(
+                RegistrationAgent("127.0.0.1", server.port, spec2, ssl_context=mtls).run
+            )
             ids = [i.id for i in (await registry.discover("orders"))[1]]
             assert ids == ["cert", "tok"]
             nursery.cancel_scope.cancel()
