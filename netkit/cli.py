@@ -323,14 +323,16 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             host, sep, port = args.registry.rpartition(":")
             if not sep or not port.isdigit():
                 parser.error(f"--registry expects HOST:PORT, got {args.registry!r}")
-            registry_tls = {}
+            registry_tls = None
             if args.registry_ca:
                 from .security import client_context
 
-                registry_tls["ssl_context"] = client_context(
+                registry_tls = client_context(
                     args.registry_ca, cert=args.client_cert, key=args.client_key, alpn=["h2"]
                 )
-            source = RegistryBackends(host.strip("[]"), int(port), args.service, **registry_tls)
+            source = RegistryBackends(
+                host.strip("[]"), int(port), args.service, ssl_context=registry_tls
+            )
         elif backends:
             source = StaticBackends(backends)
         else:

@@ -133,9 +133,7 @@ class DevPKI:
 
     def server_context(self, *, client_ca: bool = False) -> ssl.SSLContext:
         """Serving with the leaf; ``client_ca``: also ask for (and verify) client certs."""
-        return server_context(
-            self.cert, self.key, client_ca=self.ca if client_ca else None
-        )
+        return server_context(self.cert, self.key, client_ca=self.ca if client_ca else None)
 
     def client_context(self, alpn: Sequence[str] = ALPN) -> ssl.SSLContext:
         """Trusting the CA and presenting the leaf (for servers that ask for one)."""
