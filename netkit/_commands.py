@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 from functools import partial
+from typing import Any
 
 import trio
 
@@ -56,8 +57,19 @@ def up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ValueError as exc:
         parser.error(str(exc))
 
+    tls = None
+    if args.tls:
+        import tempfile
+
+        from .security import DevPKI
+
+        try:
+            tls = DevPKI.create(tempfile.mkdtemp(prefix="netkit-up-tls-"))
+        except ImportError as exc:
+            parser.error(str(exc))
+
     async def main() -> None:
-        constellation = Constellation(config)
+        constellation = Constellation(config, tls=tls)
         async with trio.open_nursery() as nursery:
 
             async def run(*, task_status: trio.TaskStatus[Constellation]) -> None:
@@ -66,6 +78,8 @@ def up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
             await nursery.start(run)
             print(banner(constellation, _prog()), flush=True)
+            if tls is not None:
+                print(_tls_banner(constellation, tls), flush=True)
             if not args.no_status:
                 nursery.start_soon(constellation.show_status, status_view(sys.stdout))
             nursery.start_soon(_until_signalled, constellation.shutdown, nursery)
@@ -73,6 +87,20 @@ def up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     trio.run(main)
     return 0
+
+
+def _tls_banner(up: Any, tls: Any) -> str:
+    """``netkit up --tls``: where the CA is, and curl commands that trust it."""
+    host, port = up.config.host, up.balancer_server.port
+    return "\n".join(
+        [
+            "",
+            f"TLS everywhere, with development certificates (CA: {tls.ca})",
+            f"  curl --cacert {tls.ca} https://{host}:{port}/v1/orders/ord-1",
+            f"  curl --cacert {tls.ca} --http2 https://{host}:{port}/v1/orders?customer_id=alice",
+            f"netkit up tls: ca={tls.ca} url=https://{host}:{port}",
+        ]
+    )
 
 
 def registry(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -90,13 +118,20 @@ def registry(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     app.grpc.add_service(RegistryService(reg))
     add_registry_routes(app.rest, reg)
     config = ServerConfig(shutdown_grace=args.shutdown_grace)
+    if bool(args.certfile) != bool(args.keyfile) or (args.client_ca and not args.certfile):
+        parser.error("--certfile and --keyfile go together; --client-ca needs them")
+    from .cli import _server_ssl_context
+
+    tls = _server_ssl_context(args.certfile, args.keyfile, args.client_ca)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(reg.run)
-            server = await nursery.start(partial(serve, app, args.host, args.port, config=config))
+            server = await nursery.start(
+                partial(serve, app, args.host, args.port, config=config, ssl_context=tls)
+            )
             print(
-                f"netkit registry on {args.host}:{server.port} "
+                f"netkit registry{' (TLS)' if tls else ''} on {args.host}:{server.port} "
                 f"(gRPC netkit.registry.v1.Registry; REST /v1/services)",
                 flush=True,
             )
@@ -168,6 +203,11 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         help="the registry's port; instances use the next ones (default: --port + 1; 0: any)",
     )
     p.add_argument("--instances", type=int, default=3, help="orders instances (default 3)")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="TLS everywhere with a throwaway CA and certificates made at start (development)",
+    )
     p.add_argument("--ttl", type=float, default=5.0, help="registration TTL in seconds (5)")
     p.add_argument("--no-status", action="store_true", help="no live status view")
 

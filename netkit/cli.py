@@ -78,9 +78,15 @@ def _raise_fd_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def _server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
+def _server_ssl_context(
+    certfile: str | None, keyfile: str | None, client_ca: str | None = None
+) -> ssl.SSLContext | None:
     if not certfile:
         return None
+    if client_ca:  # mutual TLS: clients must present a certificate from this CA
+        from .security import server_context
+
+        return server_context(certfile, keyfile, client_ca=client_ca)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certfile, keyfile)
     return context
@@ -147,6 +153,9 @@ def _server_options() -> argparse.ArgumentParser:
     common.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     common.add_argument("--certfile", help="TLS certificate chain (PEM)")
     common.add_argument("--keyfile", help="TLS private key (PEM)")
+    common.add_argument(
+        "--client-ca", help="with --certfile: require client certificates from this CA (mTLS)"
+    )
     common.add_argument("--max-connections", type=int, default=ServerConfig().max_connections)
     common.add_argument("--shutdown-grace", type=float, default=ServerConfig().shutdown_grace)
     common.add_argument("--log-level", default="INFO")
@@ -209,6 +218,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--service", help="with --registry: the service whose instances to use")
     p.add_argument("--backend-tls", action="store_true", help="speak TLS to the backends")
     p.add_argument("--backend-ca", help="with --backend-tls: CA (PEM) to trust for the backends")
+    p.add_argument(
+        "--registry-ca", help="with --registry: reach the registry over TLS, trusting this CA"
+    )
+    p.add_argument(
+        "--client-cert", help="certificate (PEM) to present to a TLS registry and backends"
+    )
+    p.add_argument("--client-key", help="private key (PEM) of --client-cert")
     p.add_argument("--strategy", default="peak_ewma", help="peak_ewma (default), round_robin...")
     p.add_argument("--hash-key", help="for ring_hash/maglev: 'ip' or 'header:NAME'")
     p.add_argument(
@@ -307,7 +323,16 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             host, sep, port = args.registry.rpartition(":")
             if not sep or not port.isdigit():
                 parser.error(f"--registry expects HOST:PORT, got {args.registry!r}")
-            source = RegistryBackends(host.strip("[]"), int(port), args.service)
+            registry_tls = None
+            if args.registry_ca:
+                from .security import client_context
+
+                registry_tls = client_context(
+                    args.registry_ca, cert=args.client_cert, key=args.client_key, alpn=["h2"]
+                )
+            source = RegistryBackends(
+                host.strip("[]"), int(port), args.service, ssl_context=registry_tls
+            )
         elif backends:
             source = StaticBackends(backends)
         else:
@@ -316,13 +341,21 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(str(exc))
     if args.backend_ca and not args.backend_tls:
         parser.error("--backend-ca goes with --backend-tls")
+    if args.registry_ca and not args.registry:
+        parser.error("--registry-ca goes with --registry")
+    if bool(args.client_cert) != bool(args.client_key):
+        parser.error("--client-cert and --client-key go together")
     contexts: dict[str, ssl.SSLContext] = {}
     if args.backend_tls:
         from .security import client_context
 
         contexts = {
-            "ssl_context": client_context(args.backend_ca, alpn=["h2"]),
-            "h1_ssl_context": client_context(args.backend_ca, alpn=["http/1.1"]),
+            "ssl_context": client_context(
+                args.backend_ca, cert=args.client_cert, key=args.client_key, alpn=["h2"]
+            ),
+            "h1_ssl_context": client_context(
+                args.backend_ca, cert=args.client_cert, key=args.client_key, alpn=["http/1.1"]
+            ),
         }
     health = None
     if args.health_check:
@@ -334,7 +367,7 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     proxy = ReverseProxy(
         Balancer(source, strategy, health=health), ProxyConfig(hash_key=args.hash_key), **contexts
     )
-    ssl_context = _server_ssl_context(args.certfile, args.keyfile)
+    ssl_context = _server_ssl_context(args.certfile, args.keyfile, args.client_ca)
     scheme = "https" if ssl_context else "http"
 
     config = ServerConfig(max_connections=args.max_connections, shutdown_grace=args.shutdown_grace)

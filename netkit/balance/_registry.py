@@ -15,7 +15,9 @@ healthy discovery), optionally only those with all of ``tags``; each instance's
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncGenerator, Iterable, Sequence
+from typing import Any
 
 import trio
 
@@ -34,8 +36,18 @@ class RegistryBackends(BackendSource):
         *,
         tags: Iterable[str] = (),
         protocol: str = "h2",
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        interceptors: Sequence[Any] = (),
     ) -> None:
         self.host, self.port, self.service = host, port, service
+        #: How to reach a TLS and/or authenticating registry (``DiscoveryClient``'s
+        #: keywords: a client context, and e.g. ``[CallCredentials(...)]``).
+        self.channel_options: dict[str, Any] = {
+            "ssl_context": ssl_context,
+            "server_hostname": server_hostname,
+            "interceptors": tuple(interceptors),
+        }
         self.tags = tuple(tags)
         self.protocol = protocol
         #: Watch events seen, and the registry revision of the last snapshot yielded.
@@ -48,7 +60,7 @@ class RegistryBackends(BackendSource):
     async def snapshots(self) -> AsyncGenerator[Sequence[Backend], None]:
         from ..discovery import DiscoveryClient
 
-        client = DiscoveryClient(self.host, self.port, self.service)
+        client = DiscoveryClient(self.host, self.port, self.service, **self.channel_options)
         event = trio.Event()
 
         def on_event(_: object) -> None:

@@ -9,12 +9,13 @@ last revision it applied (getting a snapshot when the registry cannot replay).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import trio
 
-from ..grpc import GRPCError, StatusCode, open_channel
+from ..grpc import ClientInterceptor, GRPCError, StatusCode, open_channel
 from ..protos.registry.v1 import registry_pb2 as pb
 from ..protos.registry.v1.registry_netkit import RegistryStub
 from ._convert import event_from_pb, spec_to_pb
@@ -53,12 +54,18 @@ class RegistrationAgent:
         deregister_timeout: float = 2.0,
         concurrency: int = 64,
         batch_size: int = 500,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
     ) -> None:
         if not specs:
             raise ValueError("an agent needs at least one instance")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.host, self.port = host, port
+        #: How the channel reaches a secured registry: TLS (a client certificate in the
+        #: context for mTLS) and credentials (``[CallCredentials(BearerToken(...))]``).
+        self.channel_options = _channel_options(ssl_context, server_hostname, interceptors)
         self.specs = {(s.service, s.id): s for s in specs}
         self.ttl = ttl
         self.interval = ttl / 3
@@ -86,7 +93,7 @@ class RegistrationAgent:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            async with open_channel(self.host, self.port) as channel:
+            async with open_channel(self.host, self.port, **self.channel_options) as channel:
                 stub = RegistryStub(channel)
                 backoff = BACKOFF_INITIAL
                 while True:
@@ -192,7 +199,7 @@ class RegistrationAgent:
                 await trio.sleep_until(next_round)
 
     async def _deregister_all(self) -> None:
-        async with open_channel(self.host, self.port) as channel:
+        async with open_channel(self.host, self.port, **self.channel_options) as channel:
             stub = RegistryStub(channel)
 
             async def deregister(key: tuple[str, str]) -> None:
@@ -205,6 +212,19 @@ class RegistrationAgent:
                 await each_concurrently(list(self.specs), deregister, self.concurrency)
             except* GRPCError:
                 pass  # the registry is gone: the TTL will remove them
+
+
+def _channel_options(
+    ssl_context: ssl.SSLContext | None,
+    server_hostname: str | None,
+    interceptors: Sequence[ClientInterceptor],
+) -> dict[str, Any]:
+    """``open_channel`` keywords for a registry behind TLS and/or authentication."""
+    return {
+        "ssl_context": ssl_context,
+        "server_hostname": server_hostname,
+        "interceptors": tuple(interceptors),
+    }
 
 
 async def each_concurrently(
@@ -231,8 +251,18 @@ class DiscoveryClient:
     applied; after a disconnection the watch resumes from it, so no change is missed.
     """
 
-    def __init__(self, host: str, port: int, service: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        service: str | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
+    ) -> None:
         self.host, self.port = host, port
+        self.channel_options = _channel_options(ssl_context, server_hostname, interceptors)
         self.service = service
         self.revision = 0
         self._instances: dict[tuple[str, str], Instance] = {}
@@ -282,7 +312,7 @@ class DiscoveryClient:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         started = False
         backoff = BACKOFF_INITIAL
-        async with open_channel(self.host, self.port) as channel:
+        async with open_channel(self.host, self.port, **self.channel_options) as channel:
             stub = RegistryStub(channel)
             while True:
                 request = pb.WatchRequest(service=self.service or "", since_revision=self.revision)

@@ -22,6 +22,7 @@ from ._authn import AuthRequest as AuthRequest
 from ._authn import BearerTokens as BearerTokens
 from ._authn import MutualTLS as MutualTLS
 from ._credentials import CallCredentials as CallCredentials
+from ._devpki import DevPKI as DevPKI
 from ._errors import PermissionDenied as PermissionDenied
 from ._errors import Unauthenticated as Unauthenticated
 from ._hmac import HMACSigner as HMACSigner
@@ -57,6 +58,7 @@ __all__ = [
     "Authenticator",
     "BearerTokens",
     "CallCredentials",
+    "DevPKI",
     "HMACSigner",
     "HMACVerifier",
     "JWTAuthenticator",

@@ -35,6 +35,19 @@ REGISTRY_WRITE = "registry:write"
 #: Reading the registry (resolve, watch).
 REGISTRY_READ = "registry:read"
 
+#: The registry's gRPC service (netkit.discovery.RegistryService).
+REGISTRY_SERVICE = "/netkit.registry.v1.Registry"
+#: Its methods that change the registry, and those that only read it.
+REGISTRY_GRPC_WRITES = ("Register", "RegisterMany", "Heartbeat", "KeepAlive", "Deregister")
+REGISTRY_GRPC_READS = ("Discover", "Watch")
+#: Its REST face (netkit.discovery.add_registry_routes), as registered templates.
+REGISTRY_REST_WRITES = (
+    ("PUT", "/v1/services/{service}/{instance_id}"),
+    ("PUT", "/v1/services/{service}/{instance_id}/heartbeat"),
+    ("DELETE", "/v1/services/{service}/{instance_id}"),
+)
+REGISTRY_REST_READS = (("GET", "/v1/services"), ("GET", "/v1/services/{service}"))
+
 
 def _names(values: Iterable[str]) -> frozenset[str]:
     return frozenset({values} if isinstance(values, str) else values)
@@ -149,12 +162,39 @@ class Policy:
     ``policy.topic("orders.>", subscribe="orders:read", publish=DENY)``.
     """
 
-    def __init__(self, *, default: Requirement = AUTHENTICATED) -> None:
+    def __init__(
+        self,
+        *,
+        default: Requirement = AUTHENTICATED,
+        registry_write: Rule = REGISTRY_WRITE,
+        registry_read: Rule = REGISTRY_READ,
+    ) -> None:
         self.default = default
         self._routes: dict[tuple[str, str], Requirement] = {}
         self._grpc: dict[str, Requirement] = {}
         self._websocket: dict[str, Requirement] = {}
         self._topics: dict[str, dict[str, Requirement]] = {"subscribe": {}, "publish": {}}
+        self.registry(write=registry_write, read=registry_read)
+
+    def registry(self, *, write: Rule = REGISTRY_WRITE, read: Rule = REGISTRY_READ) -> Policy:
+        """The service registry's rules (set by default; call again to change them).
+
+        Writes (gRPC Register, RegisterMany, Heartbeat, KeepAlive, Deregister; REST PUT
+        and DELETE under ``/v1/services/{service}/{instance_id}``) need ``write``, so a
+        random client cannot register itself as a backend and receive traffic. Reads
+        (Discover, Watch; REST GET ``/v1/services[/{service}]``) need ``read``; pass
+        ``read=PUBLIC`` for an open read side. Rules added later for the same method
+        or route replace these.
+        """
+        for name in REGISTRY_GRPC_WRITES:
+            self.grpc(f"{REGISTRY_SERVICE}/{name}", write)
+        for name in REGISTRY_GRPC_READS:
+            self.grpc(f"{REGISTRY_SERVICE}/{name}", read)
+        for method, template in REGISTRY_REST_WRITES:
+            self.route(method, template, write)
+        for method, template in REGISTRY_REST_READS:
+            self.route(method, template, read)
+        return self
 
     # -- rules ---------------------------------------------------------------------------
     def route(self, method: str, template: str, rule: Rule) -> Policy:

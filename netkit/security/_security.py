@@ -202,8 +202,7 @@ def require_scopes(principal: Any, *scopes: str) -> Principal:
 
     Raises :class:`Unauthenticated` (401) without a principal and
     :class:`PermissionDenied` (403) when a scope is missing, which REST and plain
-    handlers answer as such. (The registry's write operations use this with
-    ``REGISTRY_WRITE``; see docs/security.md.)
+    handlers answer as such.
     """
     if not isinstance(principal, Principal) or principal is ANONYMOUS:
         raise Unauthenticated("authentication required")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import sys
 from functools import partial
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 import trio
@@ -51,6 +51,9 @@ from ..observe import Observability
 from ..observe._live import Reading, read
 from ..rest import MemoryIdempotencyStore, Problem, RestRequest
 from ._status import Row, StatusView
+
+if TYPE_CHECKING:
+    from ..security import DevPKI
 
 log = logging.getLogger("netkit.up")
 
@@ -113,6 +116,7 @@ class Instance:
                             up.config.host,
                             self.requested_port,
                             config=up.server_config,
+                            ssl_context=up.tls_server,
                         )
                     )
                     self.port = self.server.port
@@ -123,7 +127,11 @@ class Instance:
                         Metadata(version="1.0.0", weight=1),
                     )
                     self.agent = RegistrationAgent(
-                        up.config.host, up.registry_server_port, spec, ttl=up.config.ttl
+                        up.config.host,
+                        up.registry_server_port,
+                        spec,
+                        ttl=up.config.ttl,
+                        ssl_context=up.tls_client,
                     )
                     await nursery.start(self.agent.run)
                     self.state = "up"
@@ -153,8 +161,19 @@ class Instance:
 class Constellation:
     """The registry, the orders instances and the balancer, as one long-lived task."""
 
-    def __init__(self, config: UpConfig | None = None, *, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        config: UpConfig | None = None,
+        *,
+        out: TextIO | None = None,
+        tls: DevPKI | None = None,
+    ) -> None:
         self.config = config or UpConfig()
+        #: With ``tls`` (``netkit up --tls``): every server speaks TLS with its
+        #: certificate, and the agents, the discovery client and the proxy trust its CA.
+        self.tls = tls
+        self.tls_server = tls.server_context() if tls else None
+        self.tls_client = tls.client_context(alpn=["h2"]) if tls else None
         self.out = out or sys.stdout
         self.store = OrderStore()
         self.idempotency = MemoryIdempotencyStore()
@@ -195,14 +214,19 @@ class Constellation:
                     config.host,
                     config.registry_port(),
                     config=self.server_config,
+                    ssl_context=self.tls_server,
                 )
             )
             for n in range(1, config.instances + 1):
                 await self.start_instance(f"{SERVICE}-{n}", config.instance_port(n))
-            source = RegistryBackends(config.host, self.registry_server_port, SERVICE)
+            source = RegistryBackends(
+                config.host, self.registry_server_port, SERVICE, ssl_context=self.tls_client
+            )
             self.proxy = ReverseProxy(
                 Balancer(source, make_strategy("peak_ewma")),
                 ProxyConfig(response_timeout=10.0),
+                ssl_context=self.tls_client,
+                h1_ssl_context=self.tls.client_context(alpn=["http/1.1"]) if self.tls else None,
             )
             self.obs.watch_balancer(self.proxy.balancer, self.proxy)
             await nursery.start(self.proxy.run)
@@ -219,6 +243,7 @@ class Constellation:
                     config.port,
                     config=self.server_config,
                     observer=self.obs,
+                    ssl_context=self.tls_server,
                 )
             )
             if status is not None:
@@ -366,8 +391,9 @@ def banner(up: Constellation, prog: str = "netkit") -> str:
     host = up.config.host
     assert up.balancer_server is not None and up.registry_server is not None
     port = up.balancer_server.port
-    base = f"http://{host}:{port}"
-    control = f"http://{host}:{up.registry_server.port}"
+    scheme = "https" if up.tls else "http"
+    base = f"{scheme}://{host}:{port}"
+    control = f"{scheme}://{host}:{up.registry_server.port}"
     order = (
         '{"customer_id": "alice", '
         '"items": [{"sku": "book", "quantity": 2, "unit_price_cents": 1250}]}'
@@ -380,7 +406,7 @@ def banner(up: Constellation, prog: str = "netkit") -> str:
         f"  registry  {control}   gRPC netkit.registry.v1.Registry, REST /v1/services, /admin",
     ]
     for name, instance in up.instances.items():
-        lines.append(f"  {name:<9} http://{host}:{instance.port}   TTL {up.config.ttl:g} s")
+        lines.append(f"  {name:<9} {scheme}://{host}:{instance.port}   TTL {up.config.ttl:g} s")
     lines += [
         "",
         "Try, from another terminal:",

@@ -98,3 +98,20 @@ def test_invalid_rules_are_refused() -> None:
         Policy().topic("a.>.b", subscribe="x")
     with pytest.raises(ValueError):
         Policy().for_topic("delete", "a")
+
+
+def test_registry_rules_are_there_from_the_start() -> None:
+    from netkit.security import REGISTRY_READ, REGISTRY_WRITE
+
+    policy = Policy(default=PUBLIC).grpc("*", PUBLIC)
+    write, read = require(REGISTRY_WRITE), require(REGISTRY_READ)
+    for name in ("Register", "RegisterMany", "Heartbeat", "KeepAlive", "Deregister"):
+        assert policy.for_grpc(f"/netkit.registry.v1.Registry/{name}") == write
+    assert policy.for_grpc("/netkit.registry.v1.Registry/Watch") == read
+    assert policy.for_route("PUT", "/v1/services/{service}/{instance_id}") == write
+    assert policy.for_route("DELETE", "/v1/services/{service}/{instance_id}") == write
+    assert policy.for_route("HEAD", "/v1/services/{service}") == read
+    assert policy.for_grpc("/shop.v1.Orders/Get") == PUBLIC
+    opened = Policy(registry_read=PUBLIC)
+    assert opened.for_grpc("/netkit.registry.v1.Registry/Discover") == PUBLIC
+    assert opened.for_grpc("/netkit.registry.v1.Registry/Register") == write
