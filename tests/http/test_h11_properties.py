@@ -79,7 +79,7 @@ async def exchange(app: Handler, pieces: list[bytes], config: ServerConfig | Non
                     return
                 out.extend(data)
 
-        with trio.move_on_after(2) as deadline:
+        with trio.move_on_after(10) as deadline:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read)
                 for piece in pieces:
@@ -89,7 +89,7 @@ async def exchange(app: Handler, pieces: list[bytes], config: ServerConfig | Non
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         break  # the server has closed: the rest is never read
         if deadline.cancelled_caught:
-            raise AssertionError(f"server neither finished nor closed within 2 s; sent {out!r}")
+            raise AssertionError(f"server neither finished nor closed within 10 s; sent {out!r}")
     return bytes(out)
 
 

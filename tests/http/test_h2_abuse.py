@@ -303,7 +303,7 @@ async def bystander(server: Server, gate: Gate) -> AsyncIterator[RawH2]:
         assert client.goaway() is None
 
 
-async def assert_prompt_hello(client: RawH2, within: float = 0.5) -> None:
+async def assert_prompt_hello(client: RawH2, within: float = 2.0) -> None:
     with trio.fail_after(within):
         assert await client.get("/hello") == (200, HELLO)
 
