@@ -48,7 +48,10 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
         (["up", "--port", "eighty"], "invalid int value: 'eighty'"),
         (["up", "--ttl", "0.1"], "'ttl' must be >= 1.0"),
         (["balancer"], "--backend HOST:PORT (repeatable) or --registry"),
-        (["balancer", "--registry", "nowhere", "--service", "orders"], "--registry expects HOST:PORT"),
+        (
+            ["balancer", "--registry", "nowhere", "--service", "orders"],
+            "--registry expects HOST:PORT",
+        ),
         (["nonsense"], "invalid choice: 'nonsense'"),
         (["call", "grpc", "localhost", "x/y"], "expected HOST:PORT"),
     ],
