@@ -78,7 +78,7 @@ class Observability:
     - ``access_log``: one ``netkit.access`` INFO line per request/call/WebSocket session
       (on by default; it is written only when that logger is enabled for INFO).
     - ``otel``: also report each request as an OpenTelemetry server span, when the
-      ``opentelemetry-api`` package is installed (otherwise a warning is logged once
+      ``opentelemetry-api`` package is installed (otherwise a warning is logged
       and nothing is exported). Needs ``tracing``.
     - ``tracer_provider``: the OpenTelemetry ``TracerProvider`` to export through
       (implies ``otel``); by default the globally configured one.
