@@ -8,7 +8,8 @@ every task started from there, so work a handler spawns shares its trace.
 
 Outbound calls (``RestClient``, the gRPC ``Channel``, the balancer's proxy) call
 :func:`outbound_headers`: a ``traceparent`` naming the current trace and a fresh span
-id for the outbound call, plus the ``tracestate`` received, unchanged. Outside any
+id for the outbound call (the span's own id when OpenTelemetry exports it, see
+:mod:`._otel`), plus the ``tracestate`` received, unchanged. Outside any
 request nothing is sent: netkit does not start traces on its own clients.
 """
 
@@ -33,7 +34,7 @@ _bits = _random.getrandbits
 class SpanContext:
     """One span's identity: ids as integers, flags, and the ``tracestate`` to pass on."""
 
-    __slots__ = ("flags", "parent_id", "span_id", "trace_id", "tracestate")
+    __slots__ = ("exported", "flags", "parent_id", "span_id", "trace_id", "tracestate")
 
     def __init__(
         self,
@@ -48,6 +49,9 @@ class SpanContext:
         self.parent_id = parent_id
         self.flags = flags
         self.tracestate = tracestate
+        #: Set when OpenTelemetry exports this span (``Observability(otel=True)``):
+        #: outbound calls then name it as their parent, since no CLIENT span is exported.
+        self.exported = False
 
     @property
     def trace_id_hex(self) -> str:
@@ -141,7 +145,8 @@ def outbound_headers() -> list[tuple[str, str]]:
     span = _current.get()
     if span is None:
         return []
-    pairs = [("traceparent", format_traceparent(span.trace_id, _new_span_id(), span.flags))]
+    span_id = span.span_id if span.exported else _new_span_id()
+    pairs = [("traceparent", format_traceparent(span.trace_id, span_id, span.flags))]
     if span.tracestate:
         pairs.append(("tracestate", span.tracestate))
     return pairs

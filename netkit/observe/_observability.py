@@ -78,7 +78,10 @@ class Observability:
     - ``access_log``: one ``netkit.access`` INFO line per request/call/WebSocket session
       (on by default; it is written only when that logger is enabled for INFO).
     - ``otel``: also report each request as an OpenTelemetry server span, when the
-      ``opentelemetry-api`` package is installed (a no-op otherwise).
+      ``opentelemetry-api`` package is installed (otherwise a warning is logged
+      and nothing is exported). Needs ``tracing``.
+    - ``tracer_provider``: the OpenTelemetry ``TracerProvider`` to export through
+      (implies ``otel``); by default the globally configured one.
     - ``registry``: the prometheus-client registry to expose (a new one by default);
       register your own metrics in it to have them on the same ``/metrics``.
     """
@@ -91,6 +94,7 @@ class Observability:
         otel: bool = False,
         max_series: int = DEFAULT_MAX_SERIES,
         registry: CollectorRegistry | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.metrics = ServerMetrics(max_series=max_series)
         self.registry = registry or CollectorRegistry(auto_describe=False)
@@ -100,10 +104,10 @@ class Observability:
         self.otel: Any = None
         #: Balancers being watched, with their metrics (the live view lists backends).
         self.balancers: list[tuple[Any, BalancerMetrics]] = []
-        if otel:
+        if otel or tracer_provider is not None:
             from ._otel import OTelBridge
 
-            self.otel = OTelBridge.create()
+            self.otel = OTelBridge.create(tracer_provider)
 
     # -- ServerObserver -----------------------------------------------------------------
     def connection_opened(self, protocol: str) -> None:
