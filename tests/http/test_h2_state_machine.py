@@ -10,21 +10,21 @@ and read. The model tracks every stream and, after each step, checks that
 * a stream the client reset produces nothing once the server has seen the reset;
 * the server resets no stream on its own and logs no error.
 
-The connection lives in an in-memory pair (``memory_connection``) inside a trio loop on a
-thread of its own, since a ``RuleBasedStateMachine`` is synchronous: each rule runs one
-coroutine there with ``trio.from_thread.run``. The loop's clock is a frozen ``MockClock``
-(no timeout can fire) and every step ends with ``wait_all_tasks_blocked()``: the server
-has processed everything the client sent, which keeps runs deterministic.
+The machine is a ``netkit.testing.TrioStateMachine``: its rules are ``async`` and run in
+the example's trio loop (guest mode, no thread; the invariant only reads the model and
+the frames received, so it stays synchronous). The connection lives in an in-memory pair
+(``memory_connection``) held open across rules with ``self.hold``. The clock is
+``MockClock(autojump_threshold=0)``, frozen between rules by the runner; every timeout is
+3,600 s and each step is bounded at 60 mock seconds, so no server timeout fires. Every
+step ends with ``wait_all_tasks_blocked()`` (inside the step, and again by the runner):
+the server has processed everything the client sent, which keeps runs deterministic.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-import threading
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import h2.connection
 import h2.events
@@ -34,14 +34,13 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 from netkit import ServerConfig
 from netkit.examples.hello import app as hello_app
 from netkit.http._h2 import H2Connection
+from netkit.testing import Held, TrioStateMachine
 from tests.helpers import RawH2, memory_connection
-
-T = TypeVar("T")
 
 HELLO = b'{"message":"hello, world"}'
 PATTERN = random.Random(20231010).randbytes(1 << 20)
@@ -84,71 +83,19 @@ class _Errors(logging.Handler):
         self.records.append(record.getMessage() + exc)
 
 
-class LiveConnection:
-    """A server connection and a ``RawH2`` client, in a trio loop on a thread."""
-
-    def __init__(self) -> None:
-        self.client: RawH2
-        self._token: trio.lowlevel.TrioToken
-        self._stop: trio.Event
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._thread_main, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("trio thread did not start")
-        self._raise_if_failed()
-
-    def _thread_main(self) -> None:
-        try:
-            trio.run(self._main, clock=trio.testing.MockClock())
-        except BaseException as exc:
-            self._error = exc
-        finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-        self._stop = trio.Event()
-        async with memory_connection(hello_app, CONFIG, protocol="h2") as stream:
-            self.client = RawH2(stream)
-            self.client.conn.initiate_connection()
-            await self.client.flush()
-            self._ready.set()
-            await self._stop.wait()
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise AssertionError("the trio loop (server or client) crashed") from self._error
-
-    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        try:
-            return trio.from_thread.run(fn, *args, trio_token=self._token)
-        except trio.RunFinishedError:
-            self._thread.join(10)
-            self._raise_if_failed()
-            raise
-
-    def close(self) -> None:
-        with contextlib.suppress(trio.RunFinishedError):
-            trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-        self._thread.join(10)
-        assert not self._thread.is_alive(), "trio thread did not stop"
-        self._raise_if_failed()
-
-
 async def settle() -> None:
     """Wait until the server (and everyone else) has done all it can."""
     await trio.testing.wait_all_tasks_blocked()
 
 
-class H2ConnectionMachine(RuleBasedStateMachine):
+class H2ConnectionMachine(TrioStateMachine):
+    #: A step that waits this long has hung (every server timeout is 3,600 s).
+    step_timeout = 60.0
+
     def __init__(self) -> None:
         super().__init__()
         self.errors = _Errors()
         logging.getLogger("netkit.server").addHandler(self.errors)
-        self.live = LiveConnection()
-        self.client = self.live.client
         self.streams: dict[int, StreamModel] = {}
         self.seen_events = 0
         self.pings = 0
@@ -157,15 +104,35 @@ class H2ConnectionMachine(RuleBasedStateMachine):
         self.ping_acks: dict[bytes, int] = {}
         self.last_frame: dict[int, int] = {}
         self.seen_frames = 0
-        self.live.run(self._read)
+        self.connection: Held[trio.testing.MemoryStapledStream] | None = None
+        self.client: RawH2
+        try:
+            self.run(self._connect)
+        except BaseException:
+            self.teardown()
+            raise
+
+    async def _connect(self) -> None:
+        self.connection = await self.hold(memory_connection(hello_app, CONFIG, protocol="h2"))
+        self.client = RawH2(self.connection.value)
+        self.client.conn.initiate_connection()
+        await self.client.flush()
+        await self._read()
+
+    async def cleanup(self) -> None:
+        if self.connection is None:
+            return
+        try:
+            if not self.client.closed:
+                await self._finish()
+        finally:
+            await self.connection.close()
 
     def teardown(self) -> None:
         try:
-            if not self.client.closed:
-                self.live.run(self._finish)
+            super().teardown()
         finally:
             logging.getLogger("netkit.server").removeHandler(self.errors)
-            self.live.close()
 
     # -- model queries -------------------------------------------------------------------
     def _sendable(self) -> list[int]:
@@ -178,7 +145,7 @@ class H2ConnectionMachine(RuleBasedStateMachine):
     def _resettable(self) -> list[int]:
         return sorted(s.sid for s in self.streams.values() if not s.reset and not s.done)
 
-    # -- async steps, run in the trio thread ---------------------------------------------
+    # -- async steps, run in the example's trio loop -----------------------------------------
     async def _flush_and_settle(self) -> None:
         await self.client.flush()
         await settle()
@@ -335,44 +302,44 @@ class H2ConnectionMachine(RuleBasedStateMachine):
     @rule(
         kind=st.sampled_from(["get", "echo"]), reset_at_once=st.sampled_from([False] * 3 + [True])
     )
-    def open_stream(self, kind: str, reset_at_once: bool) -> None:
-        self.live.run(self._open, kind, reset_at_once)
+    async def open_stream(self, kind: str, reset_at_once: bool) -> None:
+        await self._open(kind, reset_at_once)
 
     @precondition(lambda self: self._sendable())
     @rule(
         data=st.data(),
         size=st.sampled_from([1, 16384, 16385, 65535, 65536, 200_000]) | st.integers(1, 200_000),
     )
-    def send_data(self, data: st.DataObject, size: int) -> None:
+    async def send_data(self, data: st.DataObject, size: int) -> None:
         sid = data.draw(st.sampled_from(self._sendable()), label="stream")
-        self.live.run(self._send_data, sid, size)
+        await self._send_data(sid, size)
 
     @precondition(lambda self: self._sendable())
     @rule(data=st.data())
-    def end_request(self, data: st.DataObject) -> None:
+    async def end_request(self, data: st.DataObject) -> None:
         sid = data.draw(st.sampled_from(self._sendable()), label="stream")
-        self.live.run(self._end, sid)
+        await self._end(sid)
 
     @precondition(lambda self: self._resettable())
     @rule(data=st.data())
-    def reset_stream(self, data: st.DataObject) -> None:
+    async def reset_stream(self, data: st.DataObject) -> None:
         sid = data.draw(st.sampled_from(self._resettable()), label="stream")
-        self.live.run(self._reset_now, sid)
+        await self._reset_now(sid)
 
     @rule(data=st.data(), increment=st.integers(1, 65535), on_stream=st.booleans())
-    def window_update(self, data: st.DataObject, increment: int, on_stream: bool) -> None:
+    async def window_update(self, data: st.DataObject, increment: int, on_stream: bool) -> None:
         sid = None
         if on_stream and self._resettable():
             sid = data.draw(st.sampled_from(self._resettable()), label="stream")
-        self.live.run(self._window_update, sid, increment)
+        await self._window_update(sid, increment)
 
     @rule()
-    def ping(self) -> None:
-        self.live.run(self._ping)
+    async def ping(self) -> None:
+        await self._ping()
 
     @rule()
-    def read(self) -> None:
-        self.live.run(self._read)
+    async def read(self) -> None:
+        await self._read()
 
     @invariant()
     def connection_is_healthy(self) -> None:
