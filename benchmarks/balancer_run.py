@@ -205,6 +205,99 @@ def render_overhead(results: list[Overhead]) -> str:
     return h.format_table([*headers, "p99 proxy ms", "failed"], rows)
 
 
+# --- (a') CPU per request: the noise-resistant view of (a) ------------------------------
+
+
+@dataclass
+class CpuCost:
+    protocol: str
+    requests: int
+    direct_backend_ms: float  # backend CPU per request, served directly
+    proxy_ms: float  # proxy CPU per request, through the proxy
+    proxied_backend_ms: float  # backend CPU per request, behind the proxy (HTTP/2 upstream)
+
+    @property
+    def ratio(self) -> float:
+        """Throughput the proxy keeps when it has a core of its own: the direct backend's
+        cost over the costlier of the two processes a proxied request goes through."""
+        return self.direct_backend_ms / max(self.proxy_ms, self.proxied_backend_ms)
+
+
+def _h2load_n(port: int, protocol: str, requests: int, tmp: Path) -> None:
+    argv = ["h2load", "-t1", f"-n{requests}"]
+    if protocol == "http/1.1":
+        argv += ["--h1", "-c32"]
+    else:
+        argv += ["-c8", "-m16"]
+    if protocol == "grpc-unary":
+        body = tmp / "body.bin"
+        message = echo_pb2.EchoRequest(payload=bytes(range(16))).SerializeToString()
+        body.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
+        argv += ["-d", str(body), "-H", "content-type: application/grpc"]
+        argv += ["-H", "te: trailers", f"http://{h.HOST}:{port}{GRPC_PATH}"]
+    else:
+        argv.append(f"http://{h.HOST}:{port}/hello")
+    done = h.run_tool(argv, 600)
+    stats = h.parse_h2load(done.stdout) if "finished in" in done.stdout else {}
+    if done.returncode != 0 or stats.get("succeeded") != requests:
+        raise h.HarnessError(f"h2load failed: {(done.stderr or done.stdout).strip()[-300:]}")
+
+
+def measure_cpu(requests: int, logdir: Path) -> list[CpuCost]:
+    """CPU seconds per request of the proxy and of the backend (utime + stime from
+    /proc/PID/stat around ``requests`` requests): unlike requests/s, what other processes
+    do on the machine barely moves it, so it shows the effect of a change under load."""
+    results: list[CpuCost] = []
+    with (
+        h.running_server(BACKEND, logdir, pin=False) as backend,
+        h.running_server(_proxy_spec(backend.port, False), logdir, pin=False) as proxy,
+        tempfile.TemporaryDirectory(prefix="netkit-balancer-cpu-") as tmp,
+    ):
+        problem = _grpc_works(proxy.port)
+        if problem:
+            raise h.HarnessError(problem)
+        for protocol in PROTOCOLS:
+            warm = max(requests // 10, 200)
+            _h2load_n(backend.port, protocol, warm, Path(tmp))
+            _h2load_n(proxy.port, protocol, warm, Path(tmp))
+            b0 = h.cpu_sample(backend.process.pid).server
+            _h2load_n(backend.port, protocol, requests, Path(tmp))
+            b1 = h.cpu_sample(backend.process.pid).server
+            p1 = h.cpu_sample(proxy.process.pid).server
+            _h2load_n(proxy.port, protocol, requests, Path(tmp))
+            b2 = h.cpu_sample(backend.process.pid).server
+            p2 = h.cpu_sample(proxy.process.pid).server
+            cost = CpuCost(
+                protocol,
+                requests,
+                1000 * (b1 - b0) / requests,
+                1000 * (p2 - p1) / requests,
+                1000 * (b2 - b1) / requests,
+            )
+            results.append(cost)
+            print(
+                f"  {protocol:10} direct backend {cost.direct_backend_ms:.3f} ms  "
+                f"proxy {cost.proxy_ms:.3f} ms  proxied backend {cost.proxied_backend_ms:.3f} ms"
+                f"  -> {cost.ratio:.0%}"
+            )
+    return results
+
+
+def render_cpu(results: list[CpuCost]) -> str:
+    rows = [
+        [
+            c.protocol,
+            f"{c.direct_backend_ms:.3f}",
+            f"{c.proxy_ms:.3f}",
+            f"{c.proxied_backend_ms:.3f}",
+            f"{c.ratio:.0%}",
+        ]
+        for c in results
+    ]
+    headers = ["protocol", "backend ms/req (direct)", "proxy ms/req", "backend ms/req (proxied)"]
+    return h.format_table([*headers, "throughput kept (est.)"], rows)
+
+
 # --- (b) tail latency under a degraded backend (simulated) ------------------------------
 
 BACKENDS = 11
@@ -397,7 +490,8 @@ def tail_svg(results: list[Tail]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("overhead", "tail", "all"), default="all")
+    parser.add_argument("--part", choices=("overhead", "cpu", "tail", "all"), default="all")
+    parser.add_argument("--requests", type=int, default=20000, help="requests per cpu run")
     parser.add_argument("--duration", type=int, default=10, help="seconds per load run")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--svg", type=Path, help="write the tail-latency plot here")
@@ -414,6 +508,13 @@ def main(argv: list[str] | None = None) -> int:
         print(render_overhead(overhead))
         report["overhead"] = [asdict(m) for m in overhead]
         status |= any(m.status != "ok" for m in overhead)
+    if args.part == "cpu":
+        h.require_tools("h2load")
+        print("(a') CPU per request, proxy and backend")
+        with tempfile.TemporaryDirectory(prefix="netkit-balancer-logs-") as logs:
+            costs = measure_cpu(args.requests, Path(logs))
+        print(render_cpu(costs))
+        report["cpu"] = [{**asdict(c), "ratio": c.ratio} for c in costs]
     if args.part in ("tail", "all"):
         print("\n(b) tail latency, one backend 10x slower (simulated, MockClock)")
         tails = [simulate(name) for name in STRATEGIES]
