@@ -101,6 +101,7 @@ from ..errors import (
 )
 from ._client_config import ClientConfig
 from ._h2_common import H2Protocol, prepare_outbound
+from ._h2_headers import MalformedHeaders, check_response
 from ._h2_settings import CompactSettings
 from ._headers import HeaderPair, Headers, HeadersLike, normalize
 
@@ -123,7 +124,9 @@ Failure = Callable[[], NetkitError]
 _H2_CONFIG = h2.config.H2Configuration(
     client_side=True,
     header_encoding=None,
-    validate_inbound_headers=True,
+    # Response heads and trailers are checked once, by _ClientProtocol, in one pass
+    # (_h2_headers.check_response); a malformed one resets only its own stream.
+    validate_inbound_headers=False,
     # Normalized and validated before h2 sees them (prepare_outbound): see _h2_common.
     normalize_outbound_headers=False,
     validate_outbound_headers=False,
@@ -174,16 +177,9 @@ class _Predecoded:
 
 def _malformed_reason(headers: list[Any], is_trailer: bool) -> str | None:
     """Why a response head/trailer block is malformed (RFC 9113 §8.1.1), or None."""
-    flags = h2.utilities.HeaderValidationFlags(
-        is_client=True,
-        is_trailer=is_trailer,
-        is_response_header=not is_trailer,
-        is_push_promise=False,
-    )
     try:
-        for _ in h2.utilities.validate_headers(headers, flags):
-            pass
-    except h2.exceptions.ProtocolError as exc:
+        check_response(headers, is_trailer=is_trailer)
+    except MalformedHeaders as exc:
         return str(exc)
     if not is_trailer:
         status = next((value for name, value in headers if name == b":status"), b"")
@@ -410,6 +406,30 @@ class ClientStream:
                 self._maybe_release()
                 return b""
             await self._wait_readable()
+
+    def take_complete_body(self) -> bytes | None:
+        """The whole response body at once if the response has already ended, else None.
+
+        For relays: a small response usually arrives in the same read as its head, and
+        then it can be passed on in one step instead of chunk by chunk. Never waits; the
+        body's share of the windows is handed back as with ``receive_data``. None when
+        the response is still arriving or the stream failed (``receive_data`` then
+        tells what happened).
+        """
+        if not self._ended or self._recv_failure is not None:
+            return None
+        chunks = self._chunks
+        if not chunks:
+            body = b""
+        elif len(chunks) == 1:
+            body, flow = chunks[0]
+            self._conn._acknowledge(self.stream_id, flow)
+        else:
+            body = b"".join(data for data, _ in chunks)
+            self._conn._acknowledge(self.stream_id, sum(n for _, n in chunks))
+        chunks.clear()
+        self._maybe_release()
+        return body
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while chunk := await self.receive_data():
