@@ -100,6 +100,7 @@ from ..errors import (
     StreamReset,
 )
 from ._client_config import ClientConfig
+from ._direct import DirectIO
 from ._h2_common import H2Protocol, prepare_outbound
 from ._h2_headers import MalformedHeaders, check_response
 from ._h2_settings import CompactSettings
@@ -571,6 +572,8 @@ class H2ClientConnection(trio.abc.AsyncResource):
         #: The server's GOAWAY, once one arrived.
         self.goaway_received: GoAway | None = None
         self._transport = transport
+        #: Direct reads and writes when the transport is a plain TCP socket (_direct).
+        self._io = DirectIO(transport)
         self._h2 = _ClientProtocol(self.config)
         #: Streams holding a concurrency slot (see ClientStream).
         self._streams: dict[int, ClientStream] = {}
@@ -915,9 +918,16 @@ class H2ClientConnection(trio.abc.AsyncResource):
                     self._writer_wake = trio.Event()
                 data, self._outbuf = self._outbuf, bytearray()
                 self._sending = True
-                with trio.fail_after(self.config.write_timeout):
-                    await self._transport.send_all(data)
-                self._sending = False
+                # The kernel usually takes it all at once: one os.write, no trio socket
+                # machinery (see _direct); what it does not take goes the usual way.
+                sent = self._io.write_now(data) if self._io.fd >= 0 else 0
+                if sent < len(data):
+                    with trio.fail_after(self.config.write_timeout):
+                        await self._transport.send_all(memoryview(data)[sent:])
+                    self._sending = False
+                else:
+                    self._sending = False
+                    await trio.lowlevel.checkpoint_if_cancelled()
                 self._drained.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             self._write_broken = True
@@ -937,7 +947,7 @@ class H2ClientConnection(trio.abc.AsyncResource):
             if self._failure is not None:
                 return
             try:
-                data = await self._transport.receive_some(_READ_SIZE)
+                data = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self._fail(_closed(f"the connection broke: {exc}", exc))
                 return
@@ -947,6 +957,16 @@ class H2ClientConnection(trio.abc.AsyncResource):
             self._last_received = trio.current_time()
             if not self._process(data):
                 return
+
+    async def _receive(self) -> bytes | bytearray:
+        """One read: on a plain TCP socket, wait for readability and ``os.read`` once."""
+        fd = self._io.fd
+        if fd >= 0:
+            await trio.lowlevel.wait_readable(fd)
+            data = self._io.read_now(_READ_SIZE)
+            if data is not None:
+                return data
+        return await self._transport.receive_some(_READ_SIZE)
 
     async def _keepalive(self, interval: float, patience: float) -> None:
         while True:
