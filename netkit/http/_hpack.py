@@ -9,17 +9,22 @@ field, until the next change of the table (an insertion, an eviction, a resize),
 recurring block costs one dict lookup per field.
 
 What changes the table is what the encoder does anyway (a literal with incremental
-indexing), so the encoded block is byte for byte what hpack's own encoder would produce
-in the same state: the cache only skips work whose result is known. Fields the caller
-marks never-indexed (``NeverIndexedHeaderTuple``), 3-tuples and ``str`` pairs go through
-hpack's encoder untouched.
+indexing), so indexed fields encode byte for byte as hpack's own encoder would in the
+same state: the cache only skips work whose result is known. 3-tuples and ``str`` pairs
+go through hpack's encoder untouched.
+
+One deliberate difference: a field marked never-indexed (``NeverIndexedHeaderTuple``:
+credentials, and values new on every message such as request ids) is sent as a raw
+literal, without Huffman coding. Such values are mostly random (hex or base64), where
+Huffman saves a few bytes, and hpack's pure-Python Huffman coder costs more per request
+than anything else in the block.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hpack import Encoder
+from hpack import Encoder, HeaderTuple
 from hpack.table import HeaderTable
 
 #: Fields remembered per table state; a block rarely has more than a few dozen.
@@ -81,6 +86,10 @@ class CachingEncoder(Encoder):
                     self._known.clear()
                     self._state = table.changes
                 return encoded
+        if isinstance(header, HeaderTuple) and not header.indexable:
+            name, value = header
+            if type(name) is bytes and type(value) is bytes:
+                return self.add((name, value), True, False)  # never indexed, no Huffman
         encoded = super().encode([header], True)
         if self._state != table.changes:
             self._known.clear()
