@@ -379,13 +379,17 @@ class ClientStream:
         A head that arrived is returned even if the stream was reset right after it (in
         the same read, say): the reset then surfaces when the body is read.
         """
-        await trio.lowlevel.checkpoint()
-        while True:
-            if self._status is not None and self._headers is not None:
-                return self._status, self._headers
-            if self._recv_failure is not None:
-                raise self._recv_failure()
-            await self._wait_readable()
+        # Each path checkpoints once: the wait does, and so does a head already here. (A
+        # leading checkpoint would cost a proxy one more scheduling round per request.)
+        if self._status is None or self._headers is None:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            while self._status is None or self._headers is None:
+                if self._recv_failure is not None:
+                    raise self._recv_failure()
+                await self._wait_readable()
+        else:
+            await trio.lowlevel.checkpoint()
+        return self._status, self._headers
 
     async def receive_data(self) -> bytes:
         """The next body chunk, ``b""`` once the response has ended.
@@ -729,7 +733,7 @@ class H2ClientConnection(trio.abc.AsyncResource):
         ConnectionClosed if the connection is gone or the server sent GOAWAY.
         ``headers`` may include extra pseudo-headers (``:protocol``) or override ours.
         """
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()  # the schedule point: _queue_and_wait
         while True:
             self._check_usable()
             if len(self._streams) < self._stream_limit():
