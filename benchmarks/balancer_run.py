@@ -237,7 +237,7 @@ class CpuCost:
         return self.direct_backend_ms / max(self.proxy_ms, self.proxied_backend_ms)
 
 
-def _h2load_n(port: int, protocol: str, requests: int, tmp: Path) -> None:
+def _h2load_n(port: int, protocol: str, requests: int, tmp: Path, *, check: bool = True) -> None:
     argv = ["h2load", "-t1", f"-n{requests}"]
     if protocol == "http/1.1":
         argv += ["--h1", "-c32"]
@@ -253,7 +253,7 @@ def _h2load_n(port: int, protocol: str, requests: int, tmp: Path) -> None:
         argv.append(f"http://{h.HOST}:{port}/hello")
     done = h.run_tool(argv, 600)
     stats = h.parse_h2load(done.stdout) if "finished in" in done.stdout else {}
-    if done.returncode != 0 or stats.get("succeeded") != requests:
+    if check and (done.returncode != 0 or stats.get("succeeded") != requests):
         raise h.HarnessError(f"h2load failed: {(done.stderr or done.stdout).strip()[-300:]}")
 
 
@@ -365,7 +365,9 @@ def measure_instructions(requests: int, logdir: Path) -> list[dict[str, object]]
                         for port in ports:
                             kind = "direct" if port == backend.port else "proxied"
                             name = "proxy" if measured == "proxy" else f"backend {kind}"
-                            _h2load_n(port, protocol, 300, tmp)  # warm-up, not counted
+                            # Warm-up, not counted (nor checked: under valgrind a few of
+                            # its first requests may outlast the proxy's response timeout).
+                            _h2load_n(port, protocol, 300, tmp, check=False)
                             count = _callgrind_window(
                                 target.process.pid,
                                 tmp,
