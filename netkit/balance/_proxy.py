@@ -484,7 +484,7 @@ class ReverseProxy:
         hop = f"{version} {self.config.via}"
         has_id = False
         for i, (name, value) in enumerate(pairs):
-            if name == b"via":
+            if name == b"via" and hop:  # appended to the first Via field only
                 pairs[i] = (name, value + b", " + hop.encode("latin-1"))
                 hop = ""
             elif name == REQUEST_ID:
