@@ -25,20 +25,34 @@ phase, and a plot (SVG) of p99 per second.
 
 Usage::
 
-    .venv/bin/python benchmarks/balancer_run.py [--part overhead|tail|all] [--duration 10]
-                                                [--json out.json] [--svg docs/balancer-tail.svg]
+    .venv/bin/python benchmarks/balancer_run.py [--part overhead|cpu|instructions|tail|all]
+        [--duration 10] [--requests 20000] [--json out.json] [--svg docs/balancer-tail.svg]
+
+``--part cpu`` (not in ``all``): CPU seconds per request of the proxy and the backend
+(utime+stime from /proc/PID/stat around ``--requests`` h2load requests, HTTP/1.1 as
+``h2load --h1 -c32``), and the throughput the proxy would keep with a core of its own:
+the direct backend's cost over the costlier of proxy and proxied backend. Much less
+sensitive to other load than requests/s, though not immune (caches, frequency).
+``--part instructions`` (not in ``all``): the same with callgrind's instruction counts
+(each process in turn under valgrind; counters zeroed before and dumped after each
+load run with ``callgrind_control``), which no other load moves; use ``--requests
+1000``: valgrind runs Python about 50 times slower.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import random
 import re
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import _harness as h
 import trio
@@ -203,6 +217,194 @@ def render_overhead(results: list[Overhead]) -> str:
         )
     headers = ["protocol", "direct req/s", "proxy req/s", "proxy/direct", "p99 direct ms"]
     return h.format_table([*headers, "p99 proxy ms", "failed"], rows)
+
+
+# --- (a') CPU per request: the noise-resistant view of (a) ------------------------------
+
+
+@dataclass
+class CpuCost:
+    protocol: str
+    requests: int
+    direct_backend_ms: float  # backend CPU per request, served directly
+    proxy_ms: float  # proxy CPU per request, through the proxy
+    proxied_backend_ms: float  # backend CPU per request, behind the proxy (HTTP/2 upstream)
+
+    @property
+    def ratio(self) -> float:
+        """Throughput the proxy keeps when it has a core of its own: the direct backend's
+        cost over the costlier of the two processes a proxied request goes through."""
+        return self.direct_backend_ms / max(self.proxy_ms, self.proxied_backend_ms)
+
+
+def _h2load_n(port: int, protocol: str, requests: int, tmp: Path, *, check: bool = True) -> None:
+    argv = ["h2load", "-t1", f"-n{requests}"]
+    if protocol == "http/1.1":
+        argv += ["--h1", "-c32"]
+    else:
+        argv += ["-c8", "-m16"]
+    if protocol == "grpc-unary":
+        body = tmp / "body.bin"
+        message = echo_pb2.EchoRequest(payload=bytes(range(16))).SerializeToString()
+        body.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
+        argv += ["-d", str(body), "-H", "content-type: application/grpc"]
+        argv += ["-H", "te: trailers", f"http://{h.HOST}:{port}{GRPC_PATH}"]
+    else:
+        argv.append(f"http://{h.HOST}:{port}/hello")
+    done = h.run_tool(argv, 600)
+    stats = h.parse_h2load(done.stdout) if "finished in" in done.stdout else {}
+    if check and (done.returncode != 0 or stats.get("succeeded") != requests):
+        raise h.HarnessError(f"h2load failed: {(done.stderr or done.stdout).strip()[-300:]}")
+
+
+def measure_cpu(requests: int, logdir: Path) -> list[CpuCost]:
+    """CPU seconds per request of the proxy and of the backend (utime + stime from
+    /proc/PID/stat around ``requests`` requests): unlike requests/s, what other processes
+    do on the machine barely moves it, so it shows the effect of a change under load."""
+    results: list[CpuCost] = []
+    with (
+        h.running_server(BACKEND, logdir, pin=False) as backend,
+        h.running_server(_proxy_spec(backend.port, False), logdir, pin=False) as proxy,
+        tempfile.TemporaryDirectory(prefix="netkit-balancer-cpu-") as tmp,
+    ):
+        problem = _grpc_works(proxy.port)
+        if problem:
+            raise h.HarnessError(problem)
+        for protocol in PROTOCOLS:
+            warm = max(requests // 10, 200)
+            _h2load_n(backend.port, protocol, warm, Path(tmp))
+            _h2load_n(proxy.port, protocol, warm, Path(tmp))
+            b0 = h.cpu_sample(backend.process.pid).server
+            _h2load_n(backend.port, protocol, requests, Path(tmp))
+            b1 = h.cpu_sample(backend.process.pid).server
+            p1 = h.cpu_sample(proxy.process.pid).server
+            _h2load_n(proxy.port, protocol, requests, Path(tmp))
+            b2 = h.cpu_sample(backend.process.pid).server
+            p2 = h.cpu_sample(proxy.process.pid).server
+            cost = CpuCost(
+                protocol,
+                requests,
+                1000 * (b1 - b0) / requests,
+                1000 * (p2 - p1) / requests,
+                1000 * (b2 - b1) / requests,
+            )
+            results.append(cost)
+            print(
+                f"  {protocol:10} direct backend {cost.direct_backend_ms:.3f} ms  "
+                f"proxy {cost.proxy_ms:.3f} ms  proxied backend {cost.proxied_backend_ms:.3f} ms"
+                f"  -> {cost.ratio:.0%}"
+            )
+    return results
+
+
+def render_cpu(results: list[CpuCost]) -> str:
+    rows = [
+        [
+            c.protocol,
+            f"{c.direct_backend_ms:.3f}",
+            f"{c.proxy_ms:.3f}",
+            f"{c.proxied_backend_ms:.3f}",
+            f"{c.ratio:.0%}",
+        ]
+        for c in results
+    ]
+    headers = ["protocol", "backend ms/req (direct)", "proxy ms/req", "backend ms/req (proxied)"]
+    return h.format_table([*headers, "throughput kept (est.)"], rows)
+
+
+# --- (a'') instructions per request: callgrind, no noise at all --------------------------
+
+#: Start and probe timeouts for a server under valgrind (about 50 times slower).
+_SLOW: dict[str, Any] = {"start_timeout": 600.0, "probe_timeout": 120.0}
+_CG_COUNT = re.compile(r"^(?:summary|totals):\s+(\d+)", re.M)
+
+
+def _callgrind_window(pid: int, outdir: Path, run: Callable[[], None]) -> int:
+    """Instructions ``pid`` (a process under callgrind) executed while ``run()`` ran:
+    counters zeroed before, dumped after (``callgrind_control``), so start-up, imports
+    and shutdown are not counted."""
+    before = set(outdir.glob(f"cg.{pid}*"))
+    h.run_tool(["callgrind_control", "--zero", str(pid)], 120)
+    run()
+    h.run_tool(["callgrind_control", "--dump", str(pid)], 300)
+    for _ in range(300):
+        new = sorted(set(outdir.glob(f"cg.{pid}*")) - before)
+        if new and (found := _CG_COUNT.search(new[-1].read_text(errors="replace"))):
+            return int(found.group(1))
+        time.sleep(1)
+    raise h.HarnessError(f"no callgrind dump from {pid}")
+
+
+def measure_instructions(requests: int, logdir: Path) -> list[dict[str, object]]:
+    """Instructions per request of the proxy and of the backend, each under callgrind in
+    turn (the other one runs normally): the same requests as ``measure_cpu``."""
+    results: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="netkit-balancer-cg-") as tmp_name:
+        tmp = Path(tmp_name)
+
+        def under_callgrind(spec: h.ServerSpec) -> h.ServerSpec:
+            prefix = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp / 'cg.%p'}"]
+            return h.ServerSpec(
+                spec.name,
+                spec.description,
+                spec.protocols,
+                lambda port, idle: [[*prefix, *argv] for argv in spec.command(port, idle)],
+            )
+
+        counts: dict[tuple[str, str], float] = {}
+        for measured in ("proxy", "backend"):
+            backend_spec = under_callgrind(BACKEND) if measured == "backend" else BACKEND
+            with h.running_server(backend_spec, logdir, pin=False, **_SLOW) as backend:
+                proxy_spec = _proxy_spec(backend.port, False)
+                if measured == "proxy":
+                    proxy_spec = under_callgrind(proxy_spec)
+                with h.running_server(proxy_spec, logdir, pin=False, **_SLOW) as proxy:
+                    target = proxy if measured == "proxy" else backend
+                    ports = [proxy.port] if measured == "proxy" else [backend.port, proxy.port]
+                    for protocol in PROTOCOLS:
+                        for port in ports:
+                            kind = "direct" if port == backend.port else "proxied"
+                            name = "proxy" if measured == "proxy" else f"backend {kind}"
+                            # Warm-up, not counted (nor checked: under valgrind a few of
+                            # its first requests may outlast the proxy's response timeout).
+                            _h2load_n(port, protocol, 300, tmp, check=False)
+                            count = _callgrind_window(
+                                target.process.pid,
+                                tmp,
+                                functools.partial(_h2load_n, port, protocol, requests, tmp),
+                            )
+                            counts[(protocol, name)] = count / requests
+                            print(f"  {protocol:10} {name:16} {count / requests:12,.0f} instr/req")
+        for protocol in PROTOCOLS:
+            direct = counts[(protocol, "backend direct")]
+            proxied = counts[(protocol, "backend proxied")]
+            proxy_cost = counts[(protocol, "proxy")]
+            results.append(
+                {
+                    "protocol": protocol,
+                    "requests": requests,
+                    "backend_direct": direct,
+                    "proxy": proxy_cost,
+                    "backend_proxied": proxied,
+                    "ratio": direct / max(proxy_cost, proxied),
+                }
+            )
+    return results
+
+
+def render_instructions(results: list[dict[str, object]]) -> str:
+    rows = [
+        [
+            str(r["protocol"]),
+            f"{r['backend_direct']:,.0f}",
+            f"{r['proxy']:,.0f}",
+            f"{r['backend_proxied']:,.0f}",
+            f"{r['ratio']:.0%}",
+        ]
+        for r in results
+    ]
+    headers = ["protocol", "backend instr/req (direct)", "proxy instr/req"]
+    return h.format_table([*headers, "backend instr/req (proxied)", "kept (est.)"], rows)
 
 
 # --- (b) tail latency under a degraded backend (simulated) ------------------------------
@@ -397,7 +599,10 @@ def tail_svg(results: list[Tail]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("overhead", "tail", "all"), default="all")
+    parser.add_argument(
+        "--part", choices=("overhead", "cpu", "instructions", "tail", "all"), default="all"
+    )
+    parser.add_argument("--requests", type=int, default=20000, help="requests per cpu run")
     parser.add_argument("--duration", type=int, default=10, help="seconds per load run")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--svg", type=Path, help="write the tail-latency plot here")
@@ -414,6 +619,20 @@ def main(argv: list[str] | None = None) -> int:
         print(render_overhead(overhead))
         report["overhead"] = [asdict(m) for m in overhead]
         status |= any(m.status != "ok" for m in overhead)
+    if args.part == "cpu":
+        h.require_tools("h2load")
+        print("(a') CPU per request, proxy and backend")
+        with tempfile.TemporaryDirectory(prefix="netkit-balancer-logs-") as logs:
+            costs = measure_cpu(args.requests, Path(logs))
+        print(render_cpu(costs))
+        report["cpu"] = [{**asdict(c), "ratio": c.ratio} for c in costs]
+    if args.part == "instructions":
+        h.require_tools("h2load", "valgrind", "callgrind_control")
+        print("(a'') instructions per request (callgrind), proxy and backend")
+        with tempfile.TemporaryDirectory(prefix="netkit-balancer-logs-") as logs:
+            counted = measure_instructions(args.requests, Path(logs))
+        print(render_instructions(counted))
+        report["instructions"] = counted
     if args.part in ("tail", "all"):
         print("\n(b) tail latency, one backend 10x slower (simulated, MockClock)")
         tails = [simulate(name) for name in STRATEGIES]

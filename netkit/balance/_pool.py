@@ -101,12 +101,18 @@ class BackendPool:
         self.closed = False
 
     # -- the circuit breaker ----------------------------------------------------------
-    @asynccontextmanager
-    async def request_slot(self) -> AsyncIterator[None]:
-        """Hold one of ``max_requests``; :class:`Overloaded` at once if none is free."""
+    def take_request_slot(self) -> None:
+        """Take one of ``max_requests`` (give it back with ``active -= 1``); raises
+        :class:`Overloaded` at once if none is free. The proxy's per-request path: no
+        context-manager generator."""
         if self.active >= self.limits.max_requests:
             raise Overloaded(f"{self.backend.address}: {self.active} requests in flight")
         self.active += 1
+
+    @asynccontextmanager
+    async def request_slot(self) -> AsyncIterator[None]:
+        """Hold one of ``max_requests``; :class:`Overloaded` at once if none is free."""
+        self.take_request_slot()
         try:
             yield
         finally:

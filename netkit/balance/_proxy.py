@@ -36,6 +36,7 @@ import logging
 import math
 import socket
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -44,7 +45,7 @@ import trio
 
 from ..errors import ConnectionClosed, NetkitError, RemoteProtocolError, StreamReset
 from ..http import ClientStream, Headers, HTTPStream
-from ..http._stream import error_body
+from ..http._stream import BODYLESS_STATUSES, error_body
 from ..observe._context import inject
 from ..wire import InvalidTimeout, StatusCode, content_type_is_grpc, decode_timeout
 from ._backend import Backend, BackendState
@@ -66,6 +67,9 @@ T = TypeVar("T")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _CHUNK = 64 * 1024
+#: A buffered body up to this size is sent from the request's own task: it fits the
+#: initial HTTP/2 windows and frame size, so sending it cannot wait for the backend.
+_INLINE_BODY = 16 * 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -137,9 +141,23 @@ async def _up(awaitable: Awaitable[T]) -> T:
         raise _UpstreamError(Outcome.LOCAL_FAILURE, 502, f"backend connection: {exc}") from exc
 
 
+#: Client address per server-side transport: a connection's peer does not change, and
+#: asking the kernel for it on every request is a system call per request.
+_PEERS: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+
+
 def client_ip(stream: HTTPStream) -> str:
     """The client's address (from the server connection's socket), ``unknown`` if none."""
     transport = getattr(getattr(stream, "_conn", None), "transport", None)
+    if transport is None:
+        return "unknown"
+    known = _PEERS.get(transport)
+    if known is None:
+        known = _PEERS[transport] = _peer_ip(transport)
+    return known
+
+
+def _peer_ip(transport: object) -> str:
     while isinstance(transport, trio.SSLStream):
         transport = transport.transport_stream
     if isinstance(transport, trio.SocketStream):
@@ -230,6 +248,9 @@ class ReverseProxy:
             except InvalidTimeout:
                 await self._answer_grpc(stream, StatusCode.INTERNAL, "malformed grpc-timeout")
                 return
+        if deadline == math.inf:
+            await self._forward(stream, is_grpc)
+            return
         with trio.move_on_at(deadline) as scope:
             await self._forward(stream, is_grpc)
         if scope.cancelled_caught:
@@ -278,7 +299,7 @@ class ReverseProxy:
         headers, request_id = self._request_headers(stream)
         declared = request.headers.get("content-length")
         retryable = request.method in IDEMPOTENT or "idempotency-key" in request.headers
-        body: bytes | None = None  # None: stream the body (cannot be replayed)
+        body: bytes | None = None  # None: stream the body
         if not is_grpc and declared is not None and declared.isdigit():
             if int(declared) <= self.config.retry_buffer_size:
                 body = await stream.read_body()
@@ -288,8 +309,14 @@ class ReverseProxy:
             and request.method in ("GET", "HEAD", "DELETE", "OPTIONS")
         ) and "transfer-encoding" not in request.headers:
             body = b""
+        #: Kept for a retry: a body read up to a known size (gRPC bodies never are).
+        can_replay = body is not None
         if body is None:
             stream.set_body_limit(None)  # streamed with backpressure: nothing accumulates
+            if stream.body_arrived:
+                # Already here whole (a unary gRPC call, a small HTTP/2 POST): it is in
+                # memory anyway, so it goes on in one piece, without a pump task.
+                body = await stream.read_body()
         key = self._key(stream)
         tried: list[BackendState] = []
         result: _Result | None = None
@@ -310,7 +337,14 @@ class ReverseProxy:
                     return self.balancer.pick(key=key, exclude=tuple(tried))
 
                 result = await self._attempt(
-                    stream, state, headers, body, request_id, is_grpc, retryable, next_backend
+                    stream,
+                    state,
+                    headers,
+                    body,
+                    request_id,
+                    is_grpc,
+                    retryable and can_replay,
+                    next_backend,
                 )
                 outcome = result.outcome
             finally:
@@ -392,29 +426,18 @@ class ReverseProxy:
         pool = self._pools.get(state.backend)
         if pool is None:
             return _Result(_End.RETRY, Outcome.CANCELLED, 503, detail="backend left")
-        can_replay = body is not None
         try:
-            async with pool.request_slot():
+            pool.take_request_slot()
+            try:
                 if state.backend.protocol == "h2":
                     return await self._attempt_h2(
-                        stream,
-                        pool,
-                        headers,
-                        body,
-                        request_id,
-                        is_grpc,
-                        retryable and can_replay,
-                        next_backend,
+                        stream, pool, headers, body, request_id, is_grpc, retryable, next_backend
                     )
                 return await self._attempt_h1(
-                    stream,
-                    pool,
-                    headers,
-                    body,
-                    request_id,
-                    retryable and can_replay,
-                    next_backend,
+                    stream, pool, headers, body, request_id, retryable, next_backend
                 )
+            finally:
+                pool.active -= 1
         except Overloaded as exc:
             return _Result(
                 _End.FAILED,
@@ -428,11 +451,7 @@ class ReverseProxy:
             # idempotent or not, streamed or not.
             return _Result(_End.RETRY, Outcome.LOCAL_FAILURE, 503, StatusCode.UNAVAILABLE, str(exc))
         except _UpstreamError as exc:
-            end = (
-                _End.RETRY
-                if (retryable and can_replay and not stream.headers_sent)
-                else _End.FAILED
-            )
+            end = _End.RETRY if (retryable and not stream.headers_sent) else _End.FAILED
             if stream.headers_sent or (is_grpc and exc.reset is not None):
                 # Past the point of answering ourselves -- or a gRPC stream reset by the
                 # backend, which the client gets as the same reset (CANCEL stays
@@ -462,10 +481,17 @@ class ReverseProxy:
         self, headers: Headers, request_id: str, version: str
     ) -> list[tuple[bytes, bytes]]:
         pairs = end_to_end(headers)
-        from ._forwarding import append_value
-
-        append_value(pairs, b"via", f"{version} {self.config.via}")
-        if not any(n == REQUEST_ID for n, _ in pairs):
+        hop = f"{version} {self.config.via}"
+        has_id = False
+        for i, (name, value) in enumerate(pairs):
+            if name == b"via" and hop:  # appended to the first Via field only
+                pairs[i] = (name, value + b", " + hop.encode("latin-1"))
+                hop = ""
+            elif name == REQUEST_ID:
+                has_id = True
+        if hop:
+            pairs.append((b"via", hop.encode("latin-1")))
+        if not has_id:
             pairs.append((REQUEST_ID, request_id.encode()))
         return pairs
 
@@ -512,18 +538,27 @@ class ReverseProxy:
         request = stream.request
         conn = await pool.h2()
         head = [(b":authority", request.authority.encode("latin-1")), *headers]
-        no_body = body == b""
         try:
-            up = await conn.open_stream(request.method, request.target, head, end_stream=no_body)
+            up = await conn.open_stream(
+                request.method, request.target, head, end_stream=body == b""
+            )
         except (ConnectionClosed, StreamReset) as exc:
             raise ConnectFailed(str(exc)) from exc  # the stream never started: nothing sent
-        failed: list[BaseException] = []
-        error: BaseException | None = None
         try:
+            if body is not None and len(body) <= _INLINE_BODY:
+                # The usual case: no body, or one small enough that sending it never
+                # waits for a window (it fits the initial one); no task, no nursery.
+                if body:
+                    await self._send_buffered_h2(up, body, [])
+                return await self._relay_response_h2(
+                    stream, up, request_id, is_grpc, retryable, next_backend
+                )
+            failed: list[BaseException] = []
+            error: BaseException | None = None
             async with trio.open_nursery() as nursery:
-                if body is not None and body:
+                if body is not None:
                     nursery.start_soon(self._send_buffered_h2, up, body, failed)
-                elif body is None:
+                else:
                     nursery.start_soon(
                         self._pump_request,
                         stream,
@@ -566,13 +601,15 @@ class ReverseProxy:
         next_backend: Callable[[], BackendState | None],
     ) -> _Result:
         try:
-            timeout = math.inf if is_grpc else self.config.response_timeout
-            with trio.move_on_after(timeout) as head_scope:
+            if is_grpc:  # bounded by the call's deadline (grpc-timeout), not ours
                 status, resp_headers = await _up(up.receive_headers())
-            if head_scope.cancelled_caught:
-                raise _UpstreamError(
-                    Outcome.LOCAL_FAILURE, 504, "the backend did not answer in time"
-                )
+            else:
+                with trio.move_on_after(self.config.response_timeout) as head_scope:
+                    status, resp_headers = await _up(up.receive_headers())
+                if head_scope.cancelled_caught:
+                    raise _UpstreamError(
+                        Outcome.LOCAL_FAILURE, 504, "the backend did not answer in time"
+                    )
             outcome = Outcome.SERVER_ERROR if status >= 500 else Outcome.SUCCESS
             if status in self.config.retry_on and retryable and next_backend() is not None:
                 return _Result(_End.RETRY, outcome, status, detail=f"backend answered {status}")
@@ -580,18 +617,24 @@ class ReverseProxy:
             if is_grpc and "grpc-status" in resp_headers and up._ended:
                 await stream.send_headers(status, pairs, end_stream=True)  # Trailers-Only
                 return _Result(_End.DONE, outcome)
-            await stream.send_headers(status, pairs)
-            while True:
-                with trio.fail_after(self.config.idle_timeout):
-                    chunk = await _up(up.receive_data())
-                assert isinstance(chunk, bytes)
-                if not chunk:
-                    break
-                await stream.send_data(chunk)
-            if up.trailers is not None:
-                await stream.send_trailers(end_to_end(up.trailers))
+            body = up.take_complete_body()
+            if body is not None:
+                # The whole response came with its head (a small answer, a unary call):
+                # pass it on in one step -- one write, no scheduling round per part.
+                await self._respond_whole(stream, status, pairs, body, up.trailers, is_grpc)
             else:
-                await stream.send_data(b"", end_stream=True)
+                await stream.send_headers(status, pairs)
+                while True:
+                    with trio.fail_after(self.config.idle_timeout):
+                        chunk = await _up(up.receive_data())
+                    assert isinstance(chunk, bytes)
+                    if not chunk:
+                        break
+                    await stream.send_data(chunk)
+                if up.trailers is not None:
+                    await stream.send_trailers(end_to_end(up.trailers))
+                else:
+                    await stream.send_data(b"", end_stream=True)
             if is_grpc and up.trailers is not None:
                 code = up.trailers.get("grpc-status")
                 if code in ("14", "13", "4"):
@@ -599,6 +642,34 @@ class ReverseProxy:
             return _Result(_End.DONE, outcome)
         except trio.TooSlowError as exc:
             raise _UpstreamError(Outcome.LOCAL_FAILURE, 504, "the backend went idle") from exc
+
+    async def _respond_whole(
+        self,
+        stream: HTTPStream,
+        status: int,
+        pairs: list[tuple[bytes, bytes]],
+        body: bytes,
+        trailers: Headers | None,
+        is_grpc: bool,
+    ) -> None:
+        """A complete upstream response to the client in one step where one exists."""
+        if trailers is not None and is_grpc:
+            await stream.respond_with_trailers(status, pairs, body, end_to_end(trailers))
+        elif (
+            trailers is None and status not in BODYLESS_STATUSES and stream.request.method != "HEAD"
+        ):
+            # ``respond`` sets content-length itself (the backend's, if any, was checked
+            # against the body by the HTTP/2 client).
+            pairs = [pair for pair in pairs if pair[0] != b"content-length"]
+            await stream.respond(status, pairs, body)
+        else:
+            await stream.send_headers(status, pairs)
+            if body:
+                await stream.send_data(body)
+            if trailers is not None:
+                await stream.send_trailers(end_to_end(trailers))
+            else:
+                await stream.send_data(b"", end_stream=True)
 
     async def _attempt_h1(
         self,

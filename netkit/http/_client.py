@@ -100,7 +100,9 @@ from ..errors import (
     StreamReset,
 )
 from ._client_config import ClientConfig
+from ._direct import DirectIO
 from ._h2_common import H2Protocol, prepare_outbound
+from ._h2_headers import MalformedHeaders, check_response
 from ._h2_settings import CompactSettings
 from ._headers import HeaderPair, Headers, HeadersLike, normalize
 
@@ -123,7 +125,9 @@ Failure = Callable[[], NetkitError]
 _H2_CONFIG = h2.config.H2Configuration(
     client_side=True,
     header_encoding=None,
-    validate_inbound_headers=True,
+    # Response heads and trailers are checked once, by _ClientProtocol, in one pass
+    # (_h2_headers.check_response); a malformed one resets only its own stream.
+    validate_inbound_headers=False,
     # Normalized and validated before h2 sees them (prepare_outbound): see _h2_common.
     normalize_outbound_headers=False,
     validate_outbound_headers=False,
@@ -174,16 +178,9 @@ class _Predecoded:
 
 def _malformed_reason(headers: list[Any], is_trailer: bool) -> str | None:
     """Why a response head/trailer block is malformed (RFC 9113 §8.1.1), or None."""
-    flags = h2.utilities.HeaderValidationFlags(
-        is_client=True,
-        is_trailer=is_trailer,
-        is_response_header=not is_trailer,
-        is_push_promise=False,
-    )
     try:
-        for _ in h2.utilities.validate_headers(headers, flags):
-            pass
-    except h2.exceptions.ProtocolError as exc:
+        check_response(headers, is_trailer=is_trailer)
+    except MalformedHeaders as exc:
         return str(exc)
     if not is_trailer:
         status = next((value for name, value in headers if name == b":status"), b"")
@@ -382,13 +379,17 @@ class ClientStream:
         A head that arrived is returned even if the stream was reset right after it (in
         the same read, say): the reset then surfaces when the body is read.
         """
-        await trio.lowlevel.checkpoint()
-        while True:
-            if self._status is not None and self._headers is not None:
-                return self._status, self._headers
-            if self._recv_failure is not None:
-                raise self._recv_failure()
-            await self._wait_readable()
+        # Each path checkpoints once: the wait does, and so does a head already here. (A
+        # leading checkpoint would cost a proxy one more scheduling round per request.)
+        if self._status is None or self._headers is None:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            while self._status is None or self._headers is None:
+                if self._recv_failure is not None:
+                    raise self._recv_failure()
+                await self._wait_readable()
+        else:
+            await trio.lowlevel.checkpoint()
+        return self._status, self._headers
 
     async def receive_data(self) -> bytes:
         """The next body chunk, ``b""`` once the response has ended.
@@ -410,6 +411,30 @@ class ClientStream:
                 self._maybe_release()
                 return b""
             await self._wait_readable()
+
+    def take_complete_body(self) -> bytes | None:
+        """The whole response body at once if the response has already ended, else None.
+
+        For relays: a small response usually arrives in the same read as its head, and
+        then it can be passed on in one step instead of chunk by chunk. Never waits; the
+        body's share of the windows is handed back as with ``receive_data``. None when
+        the response is still arriving or the stream failed (``receive_data`` then
+        tells what happened).
+        """
+        if not self._ended or self._recv_failure is not None:
+            return None
+        chunks = self._chunks
+        if not chunks:
+            body = b""
+        elif len(chunks) == 1:
+            body, flow = chunks[0]
+            self._conn._acknowledge(self.stream_id, flow)
+        else:
+            body = b"".join(data for data, _ in chunks)
+            self._conn._acknowledge(self.stream_id, sum(n for _, n in chunks))
+        chunks.clear()
+        self._maybe_release()
+        return body
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while chunk := await self.receive_data():
@@ -551,6 +576,8 @@ class H2ClientConnection(trio.abc.AsyncResource):
         #: The server's GOAWAY, once one arrived.
         self.goaway_received: GoAway | None = None
         self._transport = transport
+        #: Direct reads and writes when the transport is a plain TCP socket (_direct).
+        self._io = DirectIO(transport)
         self._h2 = _ClientProtocol(self.config)
         #: Streams holding a concurrency slot (see ClientStream).
         self._streams: dict[int, ClientStream] = {}
@@ -706,7 +733,7 @@ class H2ClientConnection(trio.abc.AsyncResource):
         ConnectionClosed if the connection is gone or the server sent GOAWAY.
         ``headers`` may include extra pseudo-headers (``:protocol``) or override ours.
         """
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()  # the schedule point: _queue_and_wait
         while True:
             self._check_usable()
             if len(self._streams) < self._stream_limit():
@@ -895,9 +922,16 @@ class H2ClientConnection(trio.abc.AsyncResource):
                     self._writer_wake = trio.Event()
                 data, self._outbuf = self._outbuf, bytearray()
                 self._sending = True
-                with trio.fail_after(self.config.write_timeout):
-                    await self._transport.send_all(data)
-                self._sending = False
+                # The kernel usually takes it all at once: one os.write, no trio socket
+                # machinery (see _direct); what it does not take goes the usual way.
+                sent = self._io.write_now(data) if self._io.fd >= 0 else 0
+                if sent < len(data):
+                    with trio.fail_after(self.config.write_timeout):
+                        await self._transport.send_all(memoryview(data)[sent:])
+                    self._sending = False
+                else:
+                    self._sending = False
+                    await trio.lowlevel.checkpoint_if_cancelled()
                 self._drained.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             self._write_broken = True
@@ -917,7 +951,7 @@ class H2ClientConnection(trio.abc.AsyncResource):
             if self._failure is not None:
                 return
             try:
-                data = await self._transport.receive_some(_READ_SIZE)
+                data = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self._fail(_closed(f"the connection broke: {exc}", exc))
                 return
@@ -927,6 +961,16 @@ class H2ClientConnection(trio.abc.AsyncResource):
             self._last_received = trio.current_time()
             if not self._process(data):
                 return
+
+    async def _receive(self) -> bytes | bytearray:
+        """One read: on a plain TCP socket, wait for readability and ``os.read`` once."""
+        fd = self._io.fd
+        if fd >= 0:
+            await trio.lowlevel.wait_readable(fd)
+            data = self._io.read_now(_READ_SIZE)
+            if data is not None:
+                return data
+        return await self._transport.receive_some(_READ_SIZE)
 
     async def _keepalive(self, interval: float, patience: float) -> None:
         while True:

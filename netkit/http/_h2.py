@@ -218,6 +218,10 @@ class H2Stream(HTTPStream):
         return total
 
     # -- request body -----------------------------------------------------------------
+    @property
+    def body_arrived(self) -> bool:
+        return self._ended and self._reset_code is None
+
     async def _receive_chunk(self) -> bytes:
         while not self._chunks:
             if self._reset_code is not None:

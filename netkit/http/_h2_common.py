@@ -27,6 +27,7 @@ from hyperframe.frame import Frame, GoAwayFrame
 from ..errors import LocalProtocolError
 from . import _h2_headers
 from ._headers import HeaderPair
+from ._hpack import CachingEncoder
 
 
 class BoundedFrameBuffer(FrameBuffer):
@@ -52,6 +53,7 @@ class H2Protocol(h2.connection.H2Connection):
 
     def __init__(self, config: h2.config.H2Configuration, max_header_block: int) -> None:
         super().__init__(config)
+        self.encoder = CachingEncoder()  # recurring fields cost a lookup (see _hpack)
         self.max_header_block = max_header_block
         self.incoming_buffer = BoundedFrameBuffer(max_header_block, server=not config.client_side)
 

@@ -39,6 +39,11 @@ _REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b"
 _PSEUDO = _REQUEST_PSEUDO | {b":status"}
 #: Fields whose values HPACK must never index (guessable credentials).
 _SECRET = frozenset({b"authorization", b"proxy-authorization"})
+#: Fields whose values are new on every message (request ids, trace contexts): indexing
+#: them only evicts useful entries, and every insertion changes the table, so the
+#: indexed fields around them would have to be re-encoded each time (see ``_hpack``).
+_UNIQUE = frozenset({b"x-request-id", b"traceparent"})
+_NOT_INDEXED = _SECRET | _UNIQUE
 
 #: A field name: visible ASCII except upper case, and no colon (pseudo names are checked
 #: against the fixed set instead).
@@ -169,6 +174,33 @@ def check_trailers(headers: Iterable[tuple[bytes, bytes]]) -> list[HeaderPair]:
     return out
 
 
+def check_response(headers: Iterable[tuple[bytes, bytes]], *, is_trailer: bool) -> None:
+    """A received response head (or its trailers), client side: h2's rules in one pass.
+
+    Raises MalformedHeaders. The ``:status`` value itself is the client's to check.
+    """
+    status = False
+    regular = False
+    for name, value in headers:
+        if name[:1] == b":":
+            if is_trailer:
+                raise MalformedHeaders(f"pseudo-header {name!r} in trailers")
+            if regular:
+                raise MalformedHeaders(f"pseudo-header {name!r} after a regular header")
+            if name != b":status":
+                raise MalformedHeaders(f"pseudo-header {name!r} not allowed in a response")
+            if status:
+                raise MalformedHeaders("duplicate pseudo-header b':status'")
+            if value and _BAD_VALUE(value):
+                raise MalformedHeaders("invalid value for ':status'")
+            status = True
+            continue
+        regular = True
+        _check_field(name, value)
+    if not is_trailer and not status:
+        raise MalformedHeaders("response without :status")
+
+
 def prepare_outbound(
     headers: Sequence[HeaderPair], *, client: bool, is_trailer: bool
 ) -> list[HeaderPair]:
@@ -223,7 +255,7 @@ def _prepare_outbound(
             if host is not None and client and not is_trailer:
                 raise MalformedHeaders("more than one host header")
             host = value
-        if name in _SECRET or (name == b"cookie" and len(value) < 20):
+        if name in _NOT_INDEXED or (name == b"cookie" and len(value) < 20):
             out.append(NeverIndexedHeaderTuple(name, value))
         else:
             out.append((name, value))

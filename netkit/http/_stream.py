@@ -117,6 +117,15 @@ class HTTPStream(abc.ABC):
         self._too_large = self._received > self._max_body
 
     @property
+    def body_arrived(self) -> bool:
+        """Whether the rest of the request body is already here: reading it will not wait.
+
+        Lets a relay pass a small body on in one piece instead of pumping it chunk by
+        chunk from a task of its own. False when unknown (HTTP/1.1 reads lazily).
+        """
+        return False
+
+    @property
     def bytes_received(self) -> int:
         """Request body bytes read so far."""
         return self._received

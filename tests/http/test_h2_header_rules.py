@@ -115,6 +115,27 @@ def test_trailers_get_h2s_verdict(block: list[tuple[bytes, bytes]]) -> None:
     assert _typed(expected) == _typed(rules.check_trailers(block))
 
 
+@given(block=header_blocks(), status_first=st.booleans(), trailer=st.booleans())
+def test_responses_get_h2s_verdict(
+    block: list[tuple[bytes, bytes]], status_first: bool, trailer: bool
+) -> None:
+    """The client's one-pass check of a response head or trailers, against h2's chain."""
+    if status_first:
+        block = [(b":status", b"200"), *[h for h in block if h[0] != b":method"]]
+    f = flags(client=True, trailer=trailer, response=not trailer)
+    try:
+        list(h2.utilities.validate_headers(block, f))
+        # A head without :status is refused too (the client checked that itself before).
+        acceptable = trailer or any(n == b":status" for n, _ in block)
+    except h2.exceptions.ProtocolError:
+        acceptable = False
+    if acceptable:
+        rules.check_response(block, is_trailer=trailer)
+    else:
+        with pytest.raises(MalformedHeaders):
+            rules.check_response(block, is_trailer=trailer)
+
+
 def _has_bad_characters(block: list[tuple[bytes, bytes]]) -> bool:
     return any(
         (not name.startswith(b":") and rules._BAD_NAME(name)) or (value and rules._BAD_VALUE(value))
