@@ -146,16 +146,14 @@ def _two(rng: random.Random, n: int) -> tuple[int, int]:
     return a, b + (b >= a)
 
 
-class LeastOutstanding(Strategy):
-    """Power of two choices on requests in flight (Envoy's least-request).
+class _TwoChoices(Strategy):
+    """Power of two choices: sample two distinct candidates, take the cheaper by ``cost``
+    (ties go to the first sampled). O(1), and unlike "the global minimum" it does not
+    send every new request of a burst to the one backend that just freed up."""
 
-    Samples two distinct candidates and takes the one with fewer outstanding requests
-    per unit of weight (``(outstanding + 1) / weight``; ties go to the first sampled).
-    O(1), and unlike "the global minimum" it does not send every new request of a
-    burst to the one backend that just freed up.
-    """
-
-    name = "least_outstanding"
+    @abc.abstractmethod
+    def cost(self, state: BackendState, weight: float, now: float) -> float:
+        """What sending one more request to ``state`` costs (lower is better)."""
 
     def pick(
         self,
@@ -168,12 +166,25 @@ class LeastOutstanding(Strategy):
         if len(candidates) == 1:
             return candidates[0]
         a, b = _two(self.rng, len(candidates))
-        cost_a = (candidates[a].outstanding + 1) / weights[a]
-        cost_b = (candidates[b].outstanding + 1) / weights[b]
+        cost_a = self.cost(candidates[a], weights[a], now)
+        cost_b = self.cost(candidates[b], weights[b], now)
         return candidates[b] if cost_b < cost_a else candidates[a]
 
 
-class PeakEWMA(Strategy):
+class LeastOutstanding(_TwoChoices):
+    """Power of two choices on requests in flight (Envoy's least-request).
+
+    The cost of a backend is its outstanding requests per unit of weight,
+    ``(outstanding + 1) / weight``.
+    """
+
+    name = "least_outstanding"
+
+    def cost(self, state: BackendState, weight: float, now: float) -> float:
+        return (state.outstanding + 1) / weight
+
+
+class PeakEWMA(_TwoChoices):
     """Power of two choices on peak-EWMA latency x load (Finagle's and Linkerd's).
 
     Each backend's latency estimate jumps *up* to any slower observation at once and
@@ -207,21 +218,6 @@ class PeakEWMA(Strategy):
 
     def cost(self, state: BackendState, weight: float, now: float) -> float:
         return self.estimate(state, now) * (state.outstanding + 1) / weight
-
-    def pick(
-        self,
-        candidates: Sequence[BackendState],
-        weights: Sequence[float],
-        *,
-        key: int | None = None,
-        now: float = 0.0,
-    ) -> BackendState:
-        if len(candidates) == 1:
-            return candidates[0]
-        a, b = _two(self.rng, len(candidates))
-        cost_a = self.cost(candidates[a], weights[a], now)
-        cost_b = self.cost(candidates[b], weights[b], now)
-        return candidates[b] if cost_b < cost_a else candidates[a]
 
     def on_end(self, state: BackendState, now: float, latency: float, ok: bool) -> None:
         self.observe(state, now, latency)
