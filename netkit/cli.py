@@ -212,7 +212,7 @@ def _parser() -> argparse.ArgumentParser:
         "--backend",
         action="append",
         default=[],
-        help="HOST:PORT[;weight=N][;protocol=h1|h2], repeatable (or --registry)",
+        help="HOST:PORT[;weight=N][;protocol=auto|h1|h2], repeatable (or --registry)",
     )
     p.add_argument("--registry", help="HOST:PORT of a netkit registry to take backends from")
     p.add_argument("--service", help="with --registry: the service whose instances to use")

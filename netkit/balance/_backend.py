@@ -19,15 +19,19 @@ import attrs
 class Backend:
     """One upstream instance: ``host:port`` with a weight (relative share of traffic).
 
-    ``protocol`` is how the proxy speaks to it: ``"h2"`` (HTTP/2 prior knowledge, the
-    default: one multiplexed connection carries REST, gRPC and RFC 8441 WebSocket) or
-    ``"h1"`` (HTTP/1.1 keep-alive; gRPC then cannot go to it).
+    ``protocol`` is how the proxy speaks to it: ``"auto"`` (the default: gRPC over one
+    multiplexed HTTP/2 connection, REST and WebSocket over HTTP/1.1 keep-alive
+    connections, as Envoy and nginx do by default -- for a request relayed as it came
+    that is the cheaper protocol on both ends), ``"h2"`` (HTTP/2 prior knowledge for
+    everything but WebSocket) or ``"h1"`` (HTTP/1.1 only; gRPC then cannot go to it).
     """
 
     host: str
     port: int = attrs.field(validator=[attrs.validators.ge(1), attrs.validators.le(65535)])
     weight: int = attrs.field(default=1, validator=[attrs.validators.ge(1)])
-    protocol: str = attrs.field(default="h2", validator=attrs.validators.in_(("h1", "h2")))
+    protocol: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "h1", "h2"))
+    )
 
     @property
     def address(self) -> str:

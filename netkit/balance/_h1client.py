@@ -1,22 +1,36 @@
-"""A minimal HTTP/1.1 client connection on h11, for the proxy's upstream side.
+"""A minimal HTTP/1.1 client connection, for the proxy's upstream side.
 
-Why h11 directly and not httpx: the proxy relays bodies chunk by chunk in both
-directions with backpressure (a slow client slows the upstream), sends and receives
-at the same time (a backend may answer before the request body ended), and hands a
-WebSocket ``101`` connection over as a raw byte stream. httpx buffers or hides each
-of those; h11 is the same state machine netkit's server runs on, and this driver is
-the usual thin loop around it.
+Why not httpx: the proxy relays bodies chunk by chunk in both directions with
+backpressure (a slow client slows the upstream), sends and receives at the same time (a
+backend may answer before the request body ended), and hands a WebSocket ``101``
+connection over as a raw byte stream. httpx buffers or hides each of those. Why not h11:
+on this path a request was already checked by the server side and goes out again at
+once; h11's event objects and per-event state machine were a third of a proxied
+request's CPU. The framing is :mod:`netkit.wire.h1_client` (sans I/O), and on a plain
+TCP socket the bytes go through ``os.write``/``os.read`` directly (``http._direct``).
 """
 
 from __future__ import annotations
 
-import h11
 import trio
 
 from ..errors import ConnectionClosed, RemoteProtocolError
 from ..http import Headers
+from ..http._direct import DirectIO
+from ..wire.h1_client import (
+    END,
+    LAST_CHUNK,
+    NEED_DATA,
+    IncompleteResponse,
+    ResponseError,
+    ResponseHead,
+    ResponseParser,
+    encode_chunk,
+    encode_request_head,
+)
 
 _READ_SIZE = 64 * 1024
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 class H1ClientConnection:
@@ -24,95 +38,149 @@ class H1ClientConnection:
 
     def __init__(self, transport: trio.abc.Stream) -> None:
         self.transport = transport
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+        self.io = DirectIO(transport)
+        self._parser = ResponseParser()
+        #: The request being sent uses chunked framing (its body was not sized).
+        self._chunked = False
+        #: The current request was sent whole (head, body and its end).
+        self._sent = True
         self.broken = False
+        #: When the connection went back to the pool (trio's clock).
+        self.idle_since = 0.0
 
     @property
     def reusable(self) -> bool:
         """The last exchange ended cleanly and both sides allow another one."""
-        if self.broken:
-            return False
-        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
-            self._h11.start_next_cycle()
-        return self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE
+        parser = self._parser
+        return not self.broken and self._sent and parser.idle and parser.reusable
 
-    async def _send(self, event: h11.Event) -> None:
+    def still_open(self) -> bool:
+        """Whether an idle connection looks usable: on plain TCP, a read that would block
+        (nothing arrived, no close). A backend closes keep-alive connections it finds
+        idle; sending the next request on one would fail it for nothing."""
+        if self.io.fd < 0:
+            return True
         try:
-            data = self._h11.send(event)
-        except h11.LocalProtocolError as exc:
-            self.broken = True
-            raise ConnectionClosed(f"cannot send to the backend: {exc}") from exc
-        if data:
-            try:
-                await self.transport.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self.broken = True
-                self._h11.send_failed()
-                raise ConnectionClosed(f"the backend connection broke: {exc}") from exc
+            return self.io.read_now(1) is None
+        except _BROKEN:
+            return False
 
-    async def _next_event(self) -> h11.Event:
-        while True:
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                self.broken = True
-                raise RemoteProtocolError(f"the backend broke HTTP/1.1: {exc}") from exc
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]
-            try:
-                data = await self.transport.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self.broken = True
-                raise ConnectionClosed(f"the backend connection broke: {exc}") from exc
-            if not data and self._h11.their_state is h11.SEND_RESPONSE:
-                self.broken = True
-                raise ConnectionClosed("the backend closed the connection before answering")
-            self._h11.receive_data(bytes(data))
+    # -- bytes ------------------------------------------------------------------------
+    async def _write(self, data: bytes) -> None:
+        io = self.io
+        try:
+            if io.fd >= 0:
+                sent = io.write_now(data)
+                if sent == len(data):
+                    await io.after_write(sent)
+                    return
+                data = data[sent:]
+                io.slow_write()
+            await self.transport.send_all(data)
+        except _BROKEN as exc:
+            self.broken = True
+            raise ConnectionClosed(f"the backend connection broke: {exc}") from exc
+
+    async def _read(self) -> bytes:
+        try:
+            fd = self.io.fd
+            if fd >= 0:
+                await trio.lowlevel.wait_readable(fd)
+                data = self.io.read_now(_READ_SIZE)
+                if data is not None:
+                    return data
+            return bytes(await self.transport.receive_some(_READ_SIZE))
+        except _BROKEN as exc:
+            self.broken = True
+            raise ConnectionClosed(f"the backend connection broke: {exc}") from exc
+
+    async def _next_event(self) -> ResponseHead | bytes | object:
+        parser = self._parser
+        try:
+            while True:
+                event = parser.next_event()
+                if event is not NEED_DATA:
+                    return event
+                parser.feed(await self._read())
+        except ResponseError as exc:
+            self.broken = True
+            if isinstance(exc, IncompleteResponse):
+                raise ConnectionClosed(f"the backend {exc}") from exc
+            raise RemoteProtocolError(f"the backend broke HTTP/1.1: {exc}") from exc
+
+    # -- the request --------------------------------------------------------------------
+    def _head(self, method: str, target: str, headers: list[tuple[bytes, bytes]]) -> bytes:
+        if not self.reusable:
+            raise ConnectionClosed("the connection cannot carry another request")
+        try:
+            head = encode_request_head(method.encode("ascii"), target.encode("ascii"), headers)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise RemoteProtocolError(f"cannot send this request over HTTP/1.1: {exc}") from exc
+        self._parser.start(method.encode("ascii"))
+        self._chunked = any(
+            n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers
+        )
+        self._sent = False
+        return head
+
+    async def send_request(
+        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """A whole request with a sized body (its ``content-length`` among ``headers``
+        when it has one) in one write."""
+        head = self._head(method, target, headers)
+        await self._write(head + body if body else head)
+        self._sent = True
 
     async def send_head(self, method: str, target: str, headers: list[tuple[bytes, bytes]]) -> None:
-        await self._send(h11.Request(method=method, target=target, headers=headers))
+        await self._write(self._head(method, target, headers))
 
     async def send_data(self, data: bytes) -> None:
         if data:
-            await self._send(h11.Data(data=data))
+            await self._write(encode_chunk(data) if self._chunked else data)
 
     async def end(self) -> None:
-        await self._send(h11.EndOfMessage())
+        if self._chunked:
+            await self._write(LAST_CHUNK)
+        self._sent = True
 
+    # -- the response -------------------------------------------------------------------
     async def receive_head(self, *, switch: bool = False) -> tuple[int, Headers]:
         """The final response head (1xx skipped; with ``switch``, a 101 is returned)."""
         while True:
             event = await self._next_event()
-            if isinstance(event, h11.InformationalResponse):
-                if switch and event.status_code == 101:
-                    return 101, Headers(list(event.headers))
+            if isinstance(event, ResponseHead):
+                if event.status >= 200:
+                    return event.status, Headers(event.headers)
+                if event.status == 101:
+                    if switch:
+                        return 101, Headers(event.headers)
+                    self.broken = True
+                    raise RemoteProtocolError("the backend switched protocols unasked")
                 continue
-            if isinstance(event, h11.Response):
-                return event.status_code, Headers(list(event.headers))
-            if isinstance(event, h11.ConnectionClosed):
-                self.broken = True
-                raise ConnectionClosed("the backend closed the connection before answering")
-            raise RemoteProtocolError(f"unexpected {type(event).__name__} from the backend")
+            self.broken = True
+            raise RemoteProtocolError("the backend sent body bytes before a response head")
+
+    def complete_body(self) -> bytes | None:
+        """The whole body, if it arrived with the head (see ``ResponseParser``)."""
+        return self._parser.complete_body()
 
     async def receive_data(self) -> bytes:
         """The next body chunk, ``b""`` at the end of the response."""
-        while True:
-            event = await self._next_event()
-            if isinstance(event, h11.Data):
-                if event.data:
-                    return bytes(event.data)
-                continue
-            if isinstance(event, h11.EndOfMessage):
-                return b""
-            if isinstance(event, h11.ConnectionClosed):
-                self.broken = True
-                raise ConnectionClosed("the backend closed the connection mid-response")
-            raise RemoteProtocolError(f"unexpected {type(event).__name__} from the backend")
+        event = await self._next_event()
+        if event is END:
+            return b""
+        assert isinstance(event, bytes)
+        return event
+
+    @property
+    def trailers(self) -> list[tuple[bytes, bytes]]:
+        """The trailer fields of the last chunked response (empty if none)."""
+        return self._parser.trailers
 
     def leftover(self) -> bytes:
-        """Bytes h11 read past a ``101`` response: the start of the tunnel."""
-        data, _closed = self._h11.trailing_data
-        return bytes(data)
+        """Bytes read past a ``101`` response: the start of the tunnel."""
+        return self._parser.leftover()
 
     async def aclose(self) -> None:
         self.broken = True

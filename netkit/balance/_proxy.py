@@ -384,6 +384,8 @@ class ReverseProxy:
         detail: str,
         request_id: str,
     ) -> None:
+        request = stream.request
+        log.info("%s %s: the proxy answers %d: %s", request.method, request.target, status, detail)
         if stream.headers_sent:
             if not stream.finished:
                 await stream.abort()
@@ -429,7 +431,8 @@ class ReverseProxy:
         try:
             pool.take_request_slot()
             try:
-                if state.backend.protocol == "h2":
+                protocol = state.backend.protocol
+                if protocol == "h2" or (is_grpc and protocol == "auto"):
                     return await self._attempt_h2(
                         stream, pool, headers, body, request_id, is_grpc, retryable, next_backend
                     )
@@ -684,7 +687,6 @@ class ReverseProxy:
         request = stream.request
         conn = await pool.h1()
         done = False
-        result: _Result | None = None
         try:
             head = [(b"host", request.authority.encode("latin-1")), *headers]
             if body is None:
@@ -693,27 +695,35 @@ class ReverseProxy:
             elif body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
                 head = [(n, v) for n, v in head if n != b"content-length"]
                 head.append((b"content-length", str(len(body)).encode()))
+            if body is not None:
+                # The usual case: the whole request in one write, no pump task.
+                try:
+                    await _up(conn.send_request(request.method, request.target, head, body))
+                except _UpstreamError as exc:
+                    raise ConnectFailed(exc.detail) from exc  # stale keep-alive: not processed
+                result = await self._relay_response_h1(
+                    stream, conn, request_id, retryable, next_backend
+                )
+                done = result.end is _End.DONE
+                return result
             try:
                 await _up(conn.send_head(request.method, request.target, head))
             except _UpstreamError as exc:
                 raise ConnectFailed(exc.detail) from exc  # stale keep-alive: nothing processed
             failed: list[BaseException] = []
             error: BaseException | None = None
+            streamed: _Result | None = None
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    self._pump_request,
+                    stream,
+                    conn.send_data,
+                    conn.end,
+                    failed,
+                    nursery.cancel_scope,
+                )
                 try:
-                    if body is None:
-                        nursery.start_soon(
-                            self._pump_request,
-                            stream,
-                            conn.send_data,
-                            conn.end,
-                            failed,
-                            nursery.cancel_scope,
-                        )
-                    else:
-                        await _up(conn.send_data(body))
-                        await _up(conn.end())
-                    result = await self._relay_response_h1(
+                    streamed = await self._relay_response_h1(
                         stream, conn, request_id, retryable, next_backend
                     )
                 except (_UpstreamError, StreamReset, ConnectionClosed) as exc:
@@ -723,15 +733,13 @@ class ReverseProxy:
                 return _Result(_End.DONE, Outcome.CANCELLED)
             if error is not None:
                 raise error
-            assert result is not None
-            done = result.end is _End.DONE and not failed
-            return result
+            assert streamed is not None
+            done = streamed.end is _End.DONE and not failed
+            return streamed
         finally:
-            if done:
-                await pool.release_h1(conn)
-            else:
+            if not done:
                 conn.broken = True
-                await pool.release_h1(conn)
+            pool.release_h1(conn)
 
     async def _relay_response_h1(
         self,
@@ -752,6 +760,11 @@ class ReverseProxy:
             if status in self.config.retry_on and retryable and next_backend() is not None:
                 return _Result(_End.RETRY, outcome, status, detail=f"backend answered {status}")
             pairs = self._response_headers(resp_headers, request_id, "1.1")
+            body = conn.complete_body()
+            if body is not None:
+                # The whole response came with its head: on to the client in one step.
+                await self._respond_whole(stream, status, pairs, body, None, False)
+                return _Result(_End.DONE, outcome)
             if stream.request.method == "HEAD" or status in (204, 304):
                 await stream.send_headers(status, pairs, end_stream=True)
                 while await _up(conn.receive_data()):
@@ -761,11 +774,14 @@ class ReverseProxy:
             while True:
                 with trio.fail_after(self.config.idle_timeout):
                     chunk = await _up(conn.receive_data())
-                assert isinstance(chunk, bytes)
                 if not chunk:
                     break
                 await stream.send_data(chunk)
-            await stream.send_data(b"", end_stream=True)
+            trailers = end_to_end(conn.trailers) if conn.trailers else None
+            if trailers and "trailers" in (stream.request.headers.get("te") or "").lower():
+                await stream.send_trailers(trailers)
+            else:
+                await stream.send_data(b"", end_stream=True)
             return _Result(_End.DONE, outcome)
         except trio.TooSlowError as exc:
             raise _UpstreamError(Outcome.LOCAL_FAILURE, 504, "the backend went idle") from exc

@@ -35,7 +35,7 @@ class RegistryBackends(BackendSource):
         service: str,
         *,
         tags: Iterable[str] = (),
-        protocol: str = "h2",
+        protocol: str = "auto",
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         interceptors: Sequence[Any] = (),

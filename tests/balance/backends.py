@@ -25,6 +25,8 @@ class Behaviour:
     hang: bool = False
     hits: int = 0
     seen_headers: list[dict[str, str]] = attrs.field(factory=list)
+    #: The HTTP version each request came in (how the proxy spoke to this backend).
+    versions: list[str] = attrs.field(factory=list)
 
 
 def backend_app(behaviour: Behaviour) -> netkit.App:
@@ -34,6 +36,7 @@ def backend_app(behaviour: Behaviour) -> netkit.App:
 
     async def who(stream: netkit.HTTPStream) -> None:
         behaviour.hits += 1
+        behaviour.versions.append(stream.request.http_version)
         behaviour.seen_headers.append(
             {k.decode(): v.decode() for k, v in stream.request.headers.raw()}
         )
@@ -85,7 +88,7 @@ async def _serve_in(
 async def fleet(
     n: int = 2,
     *,
-    protocol: str = "h2",
+    protocol: str = "auto",
     strategy: Strategy | None = None,
     config: ProxyConfig | None = None,
     **balancer_kwargs: object,

@@ -37,7 +37,7 @@ from tests.interop.peers import run_tool, tool
 from .test_grpc_interop import assert_passed, grpcio_client, run_client
 
 
-@pytest.mark.parametrize("protocol", ["h1", "h2"])
+@pytest.mark.parametrize("protocol", ["auto", "h1", "h2"])
 @pytest.mark.parametrize("http2", [False, True])
 async def test_httpx_through_the_proxy_round_robin(protocol: str, http2: bool) -> None:
     async with fleet(3, protocol=protocol, strategy=RoundRobin(random.Random(0))) as f:

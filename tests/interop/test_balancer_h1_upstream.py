@@ -1,0 +1,140 @@
+"""The proxy's HTTP/1.1 upstream (netkit.wire.h1_client) and its ``auto`` protocol.
+
+``auto`` (the default) sends REST over HTTP/1.1 keep-alive connections and gRPC over
+HTTP/2; the backends here are netkit servers, and the clients httpx, curl, grpcio-free
+netkit channels and netkit's HTTP/2 client for trailers.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import httpx
+import pytest
+import trio
+
+import netkit
+from netkit.balance import Backend, Balancer, ReverseProxy, StaticBackends, _pool
+from netkit.grpc import open_channel
+from netkit.http import H2ClientConnection, ServerConfig
+from netkit.protos.echo.v1 import echo_pb2
+from netkit.protos.echo.v1.echo_netkit import EchoStub
+from tests.balance.backends import fleet
+from tests.helpers import running_server
+
+
+@pytest.mark.parametrize(("protocol", "upstream"), [("auto", "1.1"), ("h2", "2"), ("h1", "1.1")])
+async def test_rest_goes_upstream_as_configured(protocol: str, upstream: str) -> None:
+    async with (
+        fleet(1, protocol=protocol) as f,
+        httpx.AsyncClient(http1=False, http2=True) as client,
+    ):
+        for _ in range(3):
+            r = await client.get(f"{f.url}/who")
+            assert r.status_code == 200 and r.http_version == "HTTP/2"
+    assert f.behaviours[0].versions == [upstream] * 3
+
+
+async def test_auto_sends_grpc_over_http2() -> None:
+    async with fleet(1) as f, open_channel("127.0.0.1", f.port) as channel:
+        stub = EchoStub(channel)
+        for word in (b"a", b"b"):
+            reply = await stub.Unary(echo_pb2.EchoRequest(payload=word), timeout=5)
+            assert reply.payload == word
+        async with stub.Bidi.open(timeout=5) as call:
+            await call.send_message(echo_pb2.EchoRequest(payload=b"c"))
+            assert (await call.recv_message()).payload == b"c"
+            await call.end()
+            assert await call.recv_message() is None
+
+
+async def _proxy_to(port: int, **backend: object) -> ReverseProxy:
+    return ReverseProxy(Balancer(StaticBackends([Backend("127.0.0.1", port, **backend)])))  # type: ignore[arg-type]
+
+
+async def test_a_connection_the_backend_closed_while_idle_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The backend closes keep-alive connections after 0.2 s: a request after a pause
+    must get a fresh connection, not a 502 (there is no other backend to retry on)."""
+    monkeypatch.setattr(_pool, "_FRESH", 0.05)
+    config = ServerConfig(keep_alive_timeout=0.2)
+    async with (
+        running_server(config=config) as backend,
+        trio.open_nursery() as nursery,
+    ):
+        proxy = await _proxy_to(backend.port)
+        await nursery.start(proxy.run)
+        async with running_server(proxy) as front, httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{front.port}/hello"
+            assert (await client.get(url)).status_code == 200
+            await trio.sleep(0.5)  # the backend closes its side meanwhile
+            for _ in range(2):
+                r = await client.get(url)
+                assert r.status_code == 200, r.text
+        nursery.cancel_scope.cancel()
+
+
+async def _chunked_with_trailers(stream: netkit.HTTPStream) -> None:
+    await stream.send_headers(200, [("content-type", "text/plain"), ("trailer", "x-sum")])
+    for piece in (b"ab", b"cd", b"ef"):
+        await stream.send_data(piece)
+    await stream.send_trailers([("x-sum", "6")])
+
+
+@pytest.mark.parametrize("te", [True, False])
+async def test_chunked_responses_and_their_trailers_are_relayed(te: bool) -> None:
+    async with (
+        running_server(_chunked_with_trailers) as backend,
+        trio.open_nursery() as nursery,
+    ):
+        proxy = await _proxy_to(backend.port)
+        await nursery.start(proxy.run)
+        async with (
+            running_server(proxy) as front,
+            H2ClientConnection.connect("127.0.0.1", front.port) as conn,
+        ):
+            headers = [("te", "trailers")] if te else []
+            async with conn.stream("GET", "/", headers, end_stream=True) as up:
+                status, _ = await up.receive_headers()
+                assert status == 200
+                assert await up.read_body() == b"abcdef"
+                trailers = up.trailers
+        assert (dict(trailers.raw()) if trailers is not None else None) == (
+            {b"x-sum": b"6"} if te else None
+        )
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_backend_breaking_http1_framing_gets_502_and_others_are_unaffected() -> None:
+    """Conflicting Content-Length values: the proxy refuses the response (502) and the
+    connection, and the next request works."""
+    calls = 0
+
+    async def handle(stream: trio.SocketStream) -> None:
+        nonlocal calls
+        calls += 1
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        if calls == 1:
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab"
+            )
+        else:
+            await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        serve = functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1")
+        listeners = await nursery.start(serve)
+        port = listeners[0].socket.getsockname()[1]
+        proxy = await _proxy_to(port, protocol="h1")
+        await nursery.start(proxy.run)
+        async with running_server(proxy) as front, httpx.AsyncClient() as client:
+            r = await client.post(f"http://127.0.0.1:{front.port}/x", content=b"body")
+            assert r.status_code == 502
+            assert "content-length" in r.json()["detail"]
+            r = await client.post(f"http://127.0.0.1:{front.port}/x", content=b"body")
+            assert (r.status_code, r.content) == (200, b"ok")
+        nursery.cancel_scope.cancel()
