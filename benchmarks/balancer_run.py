@@ -335,7 +335,9 @@ def _callgrind_window(pid: int, outdir: Path, run: Callable[[], None]) -> int:
     raise h.HarnessError(f"no callgrind dump from {pid}")
 
 
-def measure_instructions(requests: int, logdir: Path) -> list[dict[str, object]]:
+def measure_instructions(
+    requests: int, logdir: Path, protocols: tuple[str, ...] = PROTOCOLS
+) -> list[dict[str, object]]:
     """Instructions per request of the proxy and of the backend, each under callgrind in
     turn (the other one runs normally): the same requests as ``measure_cpu``."""
     results: list[dict[str, object]] = []
@@ -361,7 +363,7 @@ def measure_instructions(requests: int, logdir: Path) -> list[dict[str, object]]
                 with h.running_server(proxy_spec, logdir, pin=False, **_SLOW) as proxy:
                     target = proxy if measured == "proxy" else backend
                     ports = [proxy.port] if measured == "proxy" else [backend.port, proxy.port]
-                    for protocol in PROTOCOLS:
+                    for protocol in protocols:
                         for port in ports:
                             kind = "direct" if port == backend.port else "proxied"
                             name = "proxy" if measured == "proxy" else f"backend {kind}"
@@ -375,7 +377,7 @@ def measure_instructions(requests: int, logdir: Path) -> list[dict[str, object]]
                             )
                             counts[(protocol, name)] = count / requests
                             print(f"  {protocol:10} {name:16} {count / requests:12,.0f} instr/req")
-        for protocol in PROTOCOLS:
+        for protocol in protocols:
             direct = counts[(protocol, "backend direct")]
             proxied = counts[(protocol, "backend proxied")]
             proxy_cost = counts[(protocol, "proxy")]
@@ -606,7 +608,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per load run")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--svg", type=Path, help="write the tail-latency plot here")
+    parser.add_argument(
+        "--protocols",
+        default=",".join(PROTOCOLS),
+        help=f"with --part instructions: which of {','.join(PROTOCOLS)} to count",
+    )
     args = parser.parse_args(argv)
+    protocols = tuple(p for p in args.protocols.split(",") if p)
+    if unknown := set(protocols) - set(PROTOCOLS):
+        parser.error(f"unknown protocol(s) {', '.join(sorted(unknown))}")
     h.install_signal_handlers()
     report: dict[str, object] = {"machine": h.machine_info()}
     status = 0
@@ -630,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         h.require_tools("h2load", "valgrind", "callgrind_control")
         print("(a'') instructions per request (callgrind), proxy and backend")
         with tempfile.TemporaryDirectory(prefix="netkit-balancer-logs-") as logs:
-            counted = measure_instructions(args.requests, Path(logs))
+            counted = measure_instructions(args.requests, Path(logs), protocols)
         print(render_instructions(counted))
         report["instructions"] = counted
     if args.part in ("tail", "all"):

@@ -150,7 +150,7 @@ class _ServerProtocol(H2Protocol):
             # count walks every stream, so it is only asked for near the limit.
             or (
                 len(self.streams) >= self.stream_limit
-                and self.open_inbound_streams >= self.stream_limit
+                and self.exact_open_inbound_streams() >= self.stream_limit
             )
         ):
             # Decode anyway: the peer's HPACK encoder has already updated its table.

@@ -27,7 +27,7 @@ from hyperframe.frame import Frame, GoAwayFrame
 from ..errors import LocalProtocolError
 from . import _h2_headers
 from ._headers import HeaderPair
-from ._hpack import CachingEncoder
+from ._hpack import CachingDecoder, CachingEncoder
 
 
 class BoundedFrameBuffer(FrameBuffer):
@@ -48,12 +48,19 @@ class BoundedFrameBuffer(FrameBuffer):
         return out
 
 
+#: Streams held (open or closed) above which h2's exact open-stream count is taken.
+_WALK_EVERY = 256
+
+
 class H2Protocol(h2.connection.H2Connection):
     """h2's connection with the graceful-GOAWAY fix and a growing-header-block bound."""
 
     def __init__(self, config: h2.config.H2Configuration, max_header_block: int) -> None:
         super().__init__(config)
         self.encoder = CachingEncoder()  # recurring fields cost a lookup (see _hpack)
+        decoder = CachingDecoder(self.decoder.max_header_list_size)  # recurring blocks too
+        decoder.max_allowed_table_size = self.decoder.max_allowed_table_size
+        self.decoder = decoder
         self.max_header_block = max_header_block
         self.incoming_buffer = BoundedFrameBuffer(max_header_block, server=not config.client_side)
 
@@ -70,6 +77,30 @@ class H2Protocol(h2.connection.H2Connection):
     @property
     def closed(self) -> bool:
         return self.state_machine.state is ConnectionState.CLOSED
+
+    # h2 counts open streams by walking every stream it holds (dropping the closed ones
+    # as it goes) each time a stream opens, on both sides: with a hundred streams in
+    # flight that walk was several per cent of a request. Its callers only ask whether
+    # one more stream fits under the limit, and the number of streams held bounds the
+    # open ones from above; so below the limit (and below _WALK_EVERY, which bounds how
+    # many closed streams wait to be dropped) that number gives the same answer for free.
+    @property
+    def open_outbound_streams(self) -> int:
+        held = len(self.streams)
+        if held < self.remote_settings.max_concurrent_streams and held < _WALK_EVERY:
+            return held
+        return super().open_outbound_streams
+
+    def exact_open_inbound_streams(self) -> int:
+        """h2's own count (the walk), where the exact number matters."""
+        return super().open_inbound_streams
+
+    @property
+    def open_inbound_streams(self) -> int:
+        held = len(self.streams)
+        if held < self.local_settings.max_concurrent_streams and held < _WALK_EVERY:
+            return held
+        return super().open_inbound_streams
 
 
 def prepare_outbound(

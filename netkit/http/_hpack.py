@@ -24,19 +24,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpack import Encoder, HeaderTuple
+from hpack import Decoder, Encoder, HeaderTuple
 from hpack.table import HeaderTable
 
 #: Fields remembered per table state; a block rarely has more than a few dozen.
 _MAX_KNOWN = 256
+#: Decoded header blocks remembered per table state.
+_MAX_BLOCKS = 64
 
 
 class _CountingTable(HeaderTable):
     """hpack's header table with a counter of changes (insertions and resizes)."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.changes = 0
+        super().__init__()
+
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, newmax: int) -> None:
+        # Any resize counts: a size of 0 empties the table without a _shrink().
+        self.changes += 1
+        HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
 
     def add(self, name: bytes, value: bytes) -> None:
         self.changes += 1
@@ -95,3 +107,40 @@ class CachingEncoder(Encoder):
             self._known.clear()
             self._state = table.changes
         return encoded
+
+
+class CachingDecoder(Decoder):
+    """hpack's :class:`~hpack.Decoder`, remembering blocks that left the table unchanged.
+
+    Why: the same reasoning as the encoder's, from the other side. A peer that repeats a
+    request or response (a load generator, a gRPC client calling one method, a backend
+    answering the proxy) sends, once its fields are in the dynamic table, the same bytes
+    for every block: indexes only. Decoding those bytes gives the same list for as long
+    as the table and the decoder's limits stay as they are, so such a block is decoded
+    once per table state and then looked up. A block that changes the table (a literal
+    with incremental indexing, a size update) is decoded every time and never kept.
+    """
+
+    def __init__(self, max_header_list_size: int = 2**16) -> None:
+        super().__init__(max_header_list_size)
+        self.header_table = self._table = _CountingTable()
+        self._blocks: dict[tuple[bytes, bool], list[Any]] = {}
+        self._state: tuple[int, int, int] = (-1, 0, 0)
+
+    def decode(self, data: bytes, raw: bool = False) -> Any:
+        table = self._table
+        state = (table.changes, self.max_header_list_size, self.max_allowed_table_size)
+        blocks = self._blocks
+        if state != self._state:
+            blocks.clear()
+            self._state = state
+        key = (bytes(data), raw)
+        known = blocks.get(key)
+        if known is not None:
+            return list(known)
+        headers = super().decode(data, raw)
+        if table.changes == state[0] and data and data[0] & 0xE0 != 0x20:
+            if len(blocks) >= _MAX_BLOCKS:
+                blocks.clear()
+            blocks[key] = list(headers)
+        return headers
