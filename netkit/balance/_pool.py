@@ -48,8 +48,11 @@ class PoolLimits:
     max_pending: int = attrs.field(default=1024, validator=attrs.validators.ge(0))
     max_requests: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
     connect_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
-    #: Idle HTTP/1.1 connections kept per backend for reuse.
-    max_idle: int = attrs.field(default=64, validator=attrs.validators.ge(0))
+    #: Idle HTTP/1.1 connections kept per backend for reuse. As many as may be open:
+    #: a cap below the usual concurrency closes and reopens a connection per request in
+    #: bursts (Envoy has no separate cap; the backend's keep-alive timeout and the
+    #: check before reuse retire idle ones).
+    max_idle: int = attrs.field(default=1024, validator=attrs.validators.ge(0))
 
 
 async def open_tcp(
