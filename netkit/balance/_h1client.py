@@ -47,6 +47,15 @@ class H1ClientConnection:
         self.broken = False
         #: When the connection went back to the pool (trio's clock).
         self.idle_since = 0.0
+        #: Requests started on this connection, this one included.
+        self.exchanges = 0
+        #: Bytes of the current request's response received so far.
+        self._received = 0
+
+    @property
+    def answered(self) -> bool:
+        """Some of the current request's response arrived (even one byte)."""
+        return self._received > 0
 
     @property
     def reusable(self) -> bool:
@@ -101,7 +110,9 @@ class H1ClientConnection:
                 event = parser.next_event()
                 if event is not NEED_DATA:
                     return event
-                parser.feed(await self._read())
+                data = await self._read()
+                self._received += len(data)
+                parser.feed(data)
         except ResponseError as exc:
             self.broken = True
             if isinstance(exc, IncompleteResponse):
@@ -121,6 +132,8 @@ class H1ClientConnection:
             n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers
         )
         self._sent = False
+        self.exchanges += 1
+        self._received = 0
         return head
 
     async def send_request(

@@ -174,15 +174,18 @@ class BackendPool:
             self.connections -= 1
 
     # -- HTTP/1.1 -------------------------------------------------------------------
-    async def h1(self) -> H1ClientConnection:
-        """An idle keep-alive connection, or a new one within ``max_connections``."""
-        while self._idle:
+    async def h1(self, *, fresh: bool = False) -> H1ClientConnection:
+        """An idle keep-alive connection (unless ``fresh``), or a new one within
+        ``max_connections``."""
+        while self._idle and not fresh:
             conn = self._idle.pop()
             if conn.reusable and (
                 trio.current_time() - conn.idle_since < _FRESH or conn.still_open()
             ):
                 return conn
             await self._discard(conn)
+        if fresh and self._idle and self.connections >= self.limits.max_connections:
+            await self._discard(self._idle.pop(0))  # room for the new one: the oldest goes
         if self.connections >= self.limits.max_connections:
             if self.pending >= self.limits.max_pending:
                 raise Overloaded(f"{self.backend.address}: {self.pending} requests waiting")
@@ -193,7 +196,7 @@ class BackendPool:
                     await self._freed.wait()
             finally:
                 self.pending -= 1
-            return await self.h1()
+            return await self.h1(fresh=fresh)
         self.connections += 1
         try:
             transport = await open_tcp(

@@ -697,15 +697,28 @@ class ReverseProxy:
                 head.append((b"content-length", str(len(body)).encode()))
             if body is not None:
                 # The usual case: the whole request in one write, no pump task.
-                try:
-                    await _up(conn.send_request(request.method, request.target, head, body))
-                except _UpstreamError as exc:
-                    raise ConnectFailed(exc.detail) from exc  # stale keep-alive: not processed
-                result = await self._relay_response_h1(
-                    stream, conn, request_id, retryable, next_backend
-                )
-                done = result.end is _End.DONE
-                return result
+                while True:
+                    try:
+                        await _up(conn.send_request(request.method, request.target, head, body))
+                    except _UpstreamError as exc:
+                        raise ConnectFailed(exc.detail) from exc  # stale keep-alive
+                    try:
+                        result = await self._relay_response_h1(
+                            stream, conn, request_id, retryable, next_backend
+                        )
+                    except _UpstreamError:
+                        if not (retryable and conn.exchanges > 1 and not conn.answered):
+                            raise
+                        # The keep-alive race: the backend closed a connection it found
+                        # idle just as this request went out on it. Nothing came back,
+                        # and the request may be repeated: once more on a new connection
+                        # (as Go's and curl's clients do), not counted as a retry.
+                        conn.broken = True
+                        pool.release_h1(conn)
+                        conn = await pool.h1(fresh=True)
+                        continue
+                    done = result.end is _End.DONE
+                    return result
             try:
                 await _up(conn.send_head(request.method, request.target, head))
             except _UpstreamError as exc:

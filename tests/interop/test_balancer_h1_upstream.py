@@ -138,3 +138,42 @@ async def test_a_backend_breaking_http1_framing_gets_502_and_others_are_unaffect
             r = await client.post(f"http://127.0.0.1:{front.port}/x", content=b"body")
             assert (r.status_code, r.content) == (200, b"ok")
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(("method", "status"), [("GET", 200), ("POST", 502)])
+async def test_the_keep_alive_race_is_retried_on_a_new_connection_when_repeatable(
+    method: str, status: int
+) -> None:
+    """A backend that closes a kept-alive connection as the next request arrives (the
+    request is read, nothing is answered): an idempotent request is sent once more on a
+    new connection; a POST, which may have been processed, gets a 502."""
+    connections = 0
+
+    async def handle(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        data = b""
+        for n in range(2):
+            while data.count(b"\r\n\r\n") <= n:
+                received = await stream.receive_some(65536)
+                if not received:
+                    return
+                data += received
+            if n == 1:
+                break  # the second request on this connection: close without a word
+            await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        serve = functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1")
+        listeners = await nursery.start(serve)
+        port = listeners[0].socket.getsockname()[1]
+        proxy = await _proxy_to(port, protocol="h1")
+        await nursery.start(proxy.run)
+        async with running_server(proxy) as front, httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{front.port}/x"
+            assert (await client.request(method, url)).status_code == 200
+            r = await client.request(method, url)
+            assert r.status_code == status
+        assert connections == (2 if status == 200 else 1)
+        nursery.cancel_scope.cancel()
