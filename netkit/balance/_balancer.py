@@ -127,19 +127,26 @@ class LoadBalancer:
         return state.weight * max(floor, age / window)
 
     def candidates(self, now: float, exclude: Iterable[BackendState] = ()) -> list[BackendState]:
-        """The backends that may take a new request now (before the strategy chooses)."""
-        skip = set(exclude)
-        members = [s for s in self._members.values() if s not in skip]
-        if self.in_panic(now):
-            return members
-        return [s for s in members if s.available(now)]
+        """The backends that may take a new request now (before the strategy chooses).
+
+        One pass over the members serves both the panic test (over all of them) and the
+        answer: this runs for every request.
+        """
+        members = list(self._members.values())
+        available = [s for s in members if s.available(now)]
+        threshold = self.config.panic_threshold
+        if threshold and members and len(available) < threshold * len(members):
+            available = members  # panic: balance over all of them
+        if exclude:
+            skip = set(exclude)
+            return [s for s in available if s not in skip]
+        return available
 
     def pick(
         self, now: float, *, key: int | None = None, exclude: Iterable[BackendState] = ()
     ) -> BackendState | None:
         """The backend for a new request, or None when no backend may take it."""
-        excluded = list(exclude)
-        found = self.candidates(now, excluded)
+        found = self.candidates(now, exclude)
         if not found:
             return None
         weights = [self.effective_weight(s, now) for s in found]
