@@ -11,8 +11,10 @@ run: the numbers only show that everything works).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,18 +23,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-#: One short measured run per case, no warm-up, no pause between runs.
-QUICK_LOAD = ("--duration", "1", "--warmup", "0", "--repeat", "1", "--pause", "0")
-#: ``--quick`` stops a suite that runs longer than this (seconds).
-QUICK_CAP = 60.0
+#: ``--quick``: every suite runs its own smoke selection (its ``QUICK``: netkit and one
+#: peer, one workload, about a second of load, no warm-up).
+QUICK_FLAGS = ["--quick"]
+#: ``--quick``: all the suites together get this long (seconds), start-up included.
+QUICK_BUDGET = 60.0
+#: A full run: all the suites together get this long (seconds).
+FULL_BUDGET = 2700.0
+#: Between SIGTERM (the suite unwinds and stops its servers) and SIGKILL, seconds.
+STOP_GRACE = 5.0
 SUITES: list[tuple[str, str, list[str], list[str]]] = [
-    # name, script, quick flags, full flags
-    ("HTTP", "run.py", [*QUICK_LOAD], []),
-    ("gRPC", "grpc_run.py", [*QUICK_LOAD], []),
-    ("REST", "rest_run.py", [*QUICK_LOAD], []),
-    ("WebSocket", "ws_run.py", ["--duration", "1", "--rounds", "1", "--subscribers", "100"], []),
-    ("registry", "registry_run.py", ["--instances", "1000", "--window", "2"], []),
-    ("balancer", "balancer_run.py", ["--duration", "1", "--part", "overhead"], []),
+    # name, script, quick flags, full flags (none: the script's own defaults)
+    ("HTTP", "run.py", QUICK_FLAGS, []),
+    ("gRPC", "grpc_run.py", QUICK_FLAGS, []),
+    ("REST", "rest_run.py", QUICK_FLAGS, []),
+    ("WebSocket", "ws_run.py", QUICK_FLAGS, []),
+    ("registry", "registry_run.py", QUICK_FLAGS, []),
+    ("balancer", "balancer_run.py", QUICK_FLAGS, []),
 ]
 BEGIN, END = "<!-- netkit bench -->", "<!-- /netkit bench -->"
 LABELS = ("server", "protocol", "workload", "case", "mode")
@@ -94,53 +101,108 @@ def plot(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def run(root: Path, *, quick: bool, cap: float, out: Any = sys.stdout, command: str = "") -> int:
-    present = [s for s in SUITES if (root / "benchmarks" / s[1]).exists()]
+Suite = tuple[str, str, list[str], list[str]]
+Result = tuple[str, str, list[dict[str, Any]] | None, str]
+
+
+def run(
+    root: Path,
+    *,
+    quick: bool,
+    budget: float,
+    cap: float | None = None,
+    out: Any = sys.stdout,
+    command: str = "",
+    suites: list[Suite] | None = None,
+) -> int:
+    """Run the suites one after another within ``budget`` seconds in all.
+
+    A suite still running at the deadline (or after ``cap`` seconds of its own) is
+    stopped -- SIGTERM to its process group, so it unwinds and stops its servers, then
+    SIGKILL after ``STOP_GRACE`` -- and the report says so; a suite the deadline leaves
+    no time for is reported as not run.
+    """
+    present = [
+        s for s in (SUITES if suites is None else suites) if (root / "benchmarks" / s[1]).exists()
+    ]
     if not present:
         print("netkit bench: no benchmarks/ here (run it from a netkit checkout)", file=out)
         return 2
-    results: list[tuple[str, str, list[dict[str, Any]] | None, str]] = []
+    results: list[Result] = []
     load = _load_average()  # before our own load
     tty = out.isatty()
+    deadline = time.monotonic() + budget
     with tempfile.TemporaryDirectory() as tmp:
         for n, (name, script, quick_flags, full_flags) in enumerate(present, 1):
+            label = f"[{n}/{len(present)}] {name:<10} {script:<16}"
+            if deadline - time.monotonic() < 1.0:
+                note = f"not run: the {budget:g} s budget of this run was spent before it started"
+                print(f"{label}     -  {note}", file=out, flush=True)
+                results.append((name, script, None, note))
+                continue
             target = Path(tmp) / f"{script}.json"
             argv = [sys.executable, str(root / "benchmarks" / script), "--json", str(target)]
             argv += quick_flags if quick else full_flags
             started = time.monotonic()
-            process = subprocess.Popen(
-                argv, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-            )
+            stop_at = deadline if cap is None else min(deadline, started + cap)
+            errors = Path(tmp) / f"{script}.stderr"  # a file: a pipe could fill and block it
+            with errors.open("w") as stderr_file:
+                process = subprocess.Popen(
+                    argv,
+                    cwd=root,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr_file,
+                    start_new_session=True,  # its own process group: stopped as a whole
+                )
             note = ""
-            while process.poll() is None:
-                elapsed = time.monotonic() - started
-                if elapsed > cap:
-                    process.kill()
-                    note = f"stopped after {cap:g} s"
-                    break
-                if tty:
-                    out.write(f"\r[{n}/{len(present)}] {name:<10} {script:<16} {elapsed:5.0f} s")
-                    out.flush()
-                time.sleep(0.5)
+            try:
+                while process.poll() is None:
+                    now = time.monotonic()
+                    if now >= stop_at:
+                        _stop(process)
+                        why = "the run's" if stop_at == deadline else "its"
+                        limit = budget if stop_at == deadline else cap
+                        note = (
+                            f"stopped after {now - started:.0f} s: {why} {limit:g} s budget ran out"
+                        )
+                        break
+                    if tty:
+                        left = deadline - now
+                        out.write(
+                            f"\r{label} {now - started:5.0f} s  ({left:.0f} s of the budget left) "
+                        )
+                        out.flush()
+                    time.sleep(0.25)
+            except BaseException:
+                _stop(process)  # Ctrl-C: the suite's servers go with it
+                raise
             process.wait()
             elapsed = time.monotonic() - started
             rows: list[dict[str, Any]] | None = None
-            if target.exists():
+            if target.exists() and not note:
                 rows = list(records(json.loads(target.read_text())))
             elif not note:
-                stderr = (process.stderr.read() if process.stderr else "").strip().splitlines()
-                note = f"failed (exit {process.returncode}): {stderr[-1] if stderr else ''}"
+                last = errors.read_text(errors="replace").strip().splitlines()
+                note = f"failed (exit {process.returncode}): {last[-1] if last else ''}"
             status = note or "ok"
             start = "\r" if tty else ""
-            print(
-                f"{start}[{n}/{len(present)}] {name:<10} {script:<16} {elapsed:5.0f} s  {status}",
-                file=out,
-                flush=True,
-            )
+            print(f"{start}{label} {elapsed:5.0f} s  {status}" + " " * 12, file=out, flush=True)
             results.append((name, script, rows, note))
-    write_report(root, results, quick=quick, command=command, load=load)
+    write_report(root, results, quick=quick, command=command, load=load, budget=budget)
     print("netkit bench: wrote docs/benchmarks.md (section 'netkit bench')", file=out)
     return 0
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the suite's process group, SIGKILL if it has not exited after a grace."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+        try:
+            process.wait(STOP_GRACE)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _load_average() -> str:
@@ -157,6 +219,7 @@ def write_report(
     quick: bool,
     command: str = "",
     load: str | None = None,
+    budget: float | None = None,
 ) -> None:
     docs = root / "docs"
     images = docs / "img"
@@ -169,6 +232,11 @@ def write_report(
     when = time.strftime("%Y-%m-%d %H:%M %Z")
     load = load or _load_average()
     lines.append(f"Generated by `{command}` on {when}; 1-minute load average at the start {load}.")
+    if budget is not None:
+        lines[-1] += (
+            f" All the suites together had {budget:g} s; a suite still running when that ran"
+            " out was stopped, and says so below."
+        )
     if quick:
         lines += [
             "",
