@@ -598,7 +598,6 @@ QUICK: dict[str, object] = {
     "workloads": UNARY,
     "duration": 1,
     "warmup": 0,
-    "repeat": 1,
     "pause": 0.0,
 }
 

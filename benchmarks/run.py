@@ -342,7 +342,6 @@ QUICK: dict[str, object] = {
     "protocols": h.H1,
     "duration": 1,
     "warmup": 0,
-    "repeat": 1,
     "pause": 0.0,
 }
 
