@@ -4,9 +4,13 @@ Runs each suite present (``run.py``, ``grpc_run.py``, ``rest_run.py``, ``ws_run.
 ``registry_run.py``, ``balancer_run.py``) one after another as a subprocess with
 ``--json``, shows which one runs and for how long, then writes a generated section at
 the end of docs/benchmarks.md (between ``<!-- netkit bench -->`` markers; the rest of
-the page is left as it is) with one table per suite and a PNG plot of requests/s per
-server (matplotlib, the ``bench`` extra). ``--quick`` runs each suite briefly (a smoke
-run: the numbers only show that everything works).
+the page is left as it is) with one table per suite and PNG plots of throughput and of
+latency percentiles per server (matplotlib, the ``bench`` extra). ``--quick`` passes each
+suite its own ``--quick``, the smoke selection the script defines (its ``QUICK``: netkit
+and one peer, one workload, about a second of load, no warm-up): a smoke run whose
+numbers only show that everything works. All the suites share one budget (``--budget``;
+60 s with ``--quick``); a suite still running when it runs out is stopped, and the report
+says so.
 """
 
 from __future__ import annotations
@@ -42,63 +46,154 @@ SUITES: list[tuple[str, str, list[str], list[str]]] = [
     ("balancer", "balancer_run.py", QUICK_FLAGS, []),
 ]
 BEGIN, END = "<!-- netkit bench -->", "<!-- /netkit bench -->"
-LABELS = ("server", "protocol", "workload", "case", "mode")
-METRICS = ("rps", "p50_ms", "p99_ms")
+LABELS = ("server", "target", "strategy", "protocol", "workload", "case", "mode")
+#: The headline figures, in the order of the columns; a suite's table has those it reports.
+METRICS = (
+    "rps",
+    "round_trips_per_s",
+    "mbps",
+    "mb_per_s_64k",
+    "p50_ms",
+    "p99_ms",
+    "p999_ms",
+    "success_rate",
+    "fanout_ms",
+    "register_all_s",
+    "registry_cpu_cores",
+    "registry_rss_mib",
+    "heartbeats_per_s",
+    "discover_p50_ms",
+    "discover_p99_ms",
+    "deregister_to_watch_p50_ms",
+    "deregister_to_watch_p99_ms",
+)
+#: Throughput, one per plot: the first a suite has.
+THROUGHPUT = {
+    "rps": "requests/s",
+    "round_trips_per_s": "round trips/s",
+    "mbps": "MB/s",
+}
+#: Latency percentiles, side by side in the latency plot.
+LATENCY = {"p50_ms": "p50", "p99_ms": "p99", "p999_ms": "p99.9"}
 
 
 def records(data: Any) -> Iterator[dict[str, Any]]:
-    """Every measurement-like object (a dict with a ``server``) in a suite's JSON."""
+    """Every measurement-like object in a suite's JSON: a dict with a ``server`` (or a
+    balancer ``target`` or ``strategy``), else -- for suites whose JSON is a mapping of
+    figures -- one per server (``{"netkit": {...}, ...}``) or a single netkit one."""
+    found = list(_labelled(data))
+    if found or not isinstance(data, dict) or not data:
+        yield from found
+    elif all(_number(v) for v in data.values()):
+        yield {"server": "netkit", **data}
+    elif all(isinstance(v, dict) and all(_number(x) for x in v.values()) for v in data.values()):
+        for server, figures in data.items():
+            yield {"server": server, **figures}
+
+
+def _labelled(data: Any) -> Iterator[dict[str, Any]]:
     if isinstance(data, dict):
-        if "server" in data:
+        if any(k in data for k in ("server", "target", "strategy")):
             yield data
         else:
             for value in data.values():
-                yield from records(value)
+                yield from _labelled(value)
     elif isinstance(data, list):
         for value in data:
-            yield from records(value)
+            yield from _labelled(value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _cell(value: Any) -> str:
+    if not _number(value):
+        return "-"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
     labels = [k for k in LABELS if any(k in r for r in rows)]
-    metrics = [k for k in METRICS if any(isinstance(r.get(k), int | float) for r in rows)]
+    metrics = [k for k in METRICS if any(_number(r.get(k)) for r in rows)]
     if not metrics:
         return ["(no requests/s or latency in this suite's results; see its own report)"]
-    lines = [
-        "| " + " | ".join(labels + metrics) + " |",
-        "|" + "---|" * (len(labels) + len(metrics)),
-    ]
+    if len(rows) == 1:  # one server (the registry): its figures one per line
+        only = rows[0]
+        lines = [f"| {k} | {only[k]} |" for k in labels]
+        lines += [f"| {k} | {_cell(only[k])} |" for k in metrics]
+        return ["| figure | value |", "|---|---|", *lines]
+    status = any(r.get("status", "ok") != "ok" for r in rows)
+    header = labels + metrics + (["status"] if status else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [str(r.get(k, "")) for k in labels]
-        cells += [f"{r[k]:,.1f}" if isinstance(r.get(k), int | float) else "-" for k in metrics]
+        cells = [str(r.get(k, "")) for k in labels] + [_cell(r.get(k)) for k in metrics]
+        if status:
+            cells.append(str(r.get("status", "ok"))[:80].replace("|", "/"))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def plot(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
-    try:
-        import matplotlib
+def _name(row: dict[str, Any]) -> str:
+    return " ".join(str(row[k]) for k in LABELS if k in row)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+
+def plot(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
+    """A bar per row of the suite's throughput (requests/s, else round trips/s or MB/s)."""
+    metric = next((k for k in THROUGHPUT if any(_number(r.get(k)) for r in rows)), None)
+    if metric is None:
         return False
-    points = [
-        (" ".join(str(r.get(k, "")) for k in LABELS if k in r), float(r["rps"]))
-        for r in rows
-        if isinstance(r.get("rps"), int | float)
-    ]
-    if not points:
+    points = [(_name(r), float(r[metric])) for r in rows if _number(r.get(metric))]
+    plt = _pyplot()
+    if plt is None:
         return False
     figure, axes = plt.subplots(figsize=(8, 0.4 * len(points) + 1.2))
     axes.barh([p[0] for p in points], [p[1] for p in points])
-    axes.set_xlabel("requests/s (higher is better)")
+    axes.set_xlabel(f"{THROUGHPUT[metric]} (higher is better)")
     axes.set_title(f"{name}: throughput per server")
     axes.invert_yaxis()
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
     return True
+
+
+def plot_latency(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
+    """Grouped bars of each row's latency percentiles (p50, p99, p99.9 where reported)."""
+    keys = [k for k in LATENCY if any(_number(r.get(k)) for r in rows)]
+    shown = [r for r in rows if any(_number(r.get(k)) for k in keys)]
+    if not keys or not shown:
+        return False
+    plt = _pyplot()
+    if plt is None:
+        return False
+    height = 0.8 / len(keys)
+    figure, axes = plt.subplots(figsize=(8, 0.25 * len(shown) * len(keys) + 1.6))
+    for i, key in enumerate(keys):
+        values = [float(r[key]) if _number(r.get(key)) else 0.0 for r in shown]
+        axes.barh([n + i * height for n in range(len(shown))], values, height, label=LATENCY[key])
+    axes.set_yticks([n + height * (len(keys) - 1) / 2 for n in range(len(shown))])
+    axes.set_yticklabels([_name(r) for r in shown])
+    axes.set_xlabel("latency, ms (lower is better)")
+    axes.set_title(f"{name}: latency percentiles")
+    axes.invert_yaxis()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files, no display); None without it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
 
 
 Suite = tuple[str, str, list[str], list[str]]
@@ -240,8 +335,9 @@ def write_report(
     if quick:
         lines += [
             "",
-            "**A smoke run**: one short round per case, no warm-up, on whatever machine ran "
-            "it (possibly shared and under load). These numbers only show that every suite "
+            "**A smoke run**: each suite's `--quick` selection (netkit and one peer, one "
+            "workload, about a second of load, no warm-up), on whatever machine ran it "
+            "(possibly shared and under load). These numbers only show that every suite "
             "runs; they are not numbers to compare. The measured tables are in the sections "
             "above.",
         ]
@@ -253,7 +349,10 @@ def write_report(
         lines += table(rows)
         picture = images / f"bench-{script.removesuffix('.py')}.png"
         if plot(name, rows, picture):
-            lines += ["", f"![{name} requests/s per server](img/{picture.name})"]
+            lines += ["", f"![{name} throughput per server](img/{picture.name})"]
+        picture = images / f"bench-{script.removesuffix('.py')}-latency.png"
+        if plot_latency(name, rows, picture):
+            lines += ["", f"![{name} latency percentiles per server](img/{picture.name})"]
     lines += ["", END, ""]
     page = docs / "benchmarks.md"
     text = page.read_text() if page.exists() else "# Benchmarks\n"

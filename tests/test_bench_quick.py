@@ -134,7 +134,7 @@ def test_the_budget_stops_an_overrunning_suite_and_the_report_says_so(tmp_path: 
     text = (tmp_path / "docs" / "benchmarks.md").read_text()
     assert "Not measured: stopped after 2 s: the run's 2 s budget ran out." in text
     assert "Not measured: not run: the 2 s budget of this run was spent" in text
-    assert "| netkit | 10.0 |" in text  # the suite that finished is reported
+    assert "| rps | 10.0 |" in text  # the suite that finished is reported
 
 
 def test_a_suite_that_ignores_sigterm_is_killed_after_the_grace(
