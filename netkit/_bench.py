@@ -45,6 +45,8 @@ SUITES: list[tuple[str, str, list[str], list[str]]] = [
     ("registry", "registry_run.py", QUICK_FLAGS, []),
     ("balancer", "balancer_run.py", QUICK_FLAGS, []),
 ]
+#: Back to the start of the terminal's line and erase it: the progress line is redrawn.
+CLEAR = "\r\x1b[K"
 BEGIN, END = "<!-- netkit bench -->", "<!-- /netkit bench -->"
 LABELS = ("server", "target", "strategy", "protocol", "workload", "case", "mode")
 #: The headline figures, in the order of the columns; a suite's table has those it reports.
@@ -262,10 +264,8 @@ def run(
                         )
                         break
                     if tty:
-                        left = deadline - now
-                        out.write(
-                            f"\r{label} {now - started:5.0f} s  ({left:.0f} s of the budget left) "
-                        )
+                        left = f"({deadline - now:.0f} s of the budget left)"
+                        out.write(f"{CLEAR}{label} {now - started:5.0f} s  {left}")
                         out.flush()
                     time.sleep(0.25)
             except BaseException:
@@ -280,8 +280,8 @@ def run(
                 last = errors.read_text(errors="replace").strip().splitlines()
                 note = f"failed (exit {process.returncode}): {last[-1] if last else ''}"
             status = note or "ok"
-            start = "\r" if tty else ""
-            print(f"{start}{label} {elapsed:5.0f} s  {status}" + " " * 12, file=out, flush=True)
+            start = CLEAR if tty else ""
+            print(f"{start}{label} {elapsed:5.0f} s  {status}", file=out, flush=True)
             results.append((name, script, rows, note))
     write_report(root, results, quick=quick, command=command, load=load, budget=budget)
     print("netkit bench: wrote docs/benchmarks.md (section 'netkit bench')", file=out)

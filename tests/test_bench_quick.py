@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -150,3 +151,24 @@ def test_a_suite_that_ignores_sigterm_is_killed_after_the_grace(
     _bench.run(tmp_path, quick=False, budget=60.0, cap=1.0, out=out, suites=suites)
     assert time.monotonic() - started < 5
     assert "stopped after 1 s: its 1 s budget ran out" in out.getvalue()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_sees_which_suite_runs_for_how_long(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "nap.py").write_text("import time; time.sleep(1.2)\n" + FAST)
+    out = Terminal()
+    _bench.run(tmp_path, quick=True, budget=30.0, out=out, suites=[("nap", "nap.py", [], [])])
+    progress = out.getvalue().split(_bench.CLEAR)
+    assert any(
+        re.fullmatch(r"\[1/1\] nap +nap\.py +1 s  \(2\d s of the budget left\)", p)
+        for p in progress
+    )
+    assert re.fullmatch(
+        r"\[1/1\] nap +nap\.py +[12] s  ok\n", progress[-1].split("netkit bench:")[0]
+    )
