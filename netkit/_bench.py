@@ -21,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,14 +68,19 @@ METRICS = (
     "deregister_to_watch_p50_ms",
     "deregister_to_watch_p99_ms",
 )
-#: Throughput, one per plot: the first a suite has.
+#: Throughput, one per panel: the first its rows have (a gRPC stream's MB/s before its
+#: calls/s).
 THROUGHPUT = {
+    "mbps": "MB/s",
     "rps": "requests/s",
     "round_trips_per_s": "round trips/s",
-    "mbps": "MB/s",
 }
 #: Latency percentiles, side by side in the latency plot.
 LATENCY = {"p50_ms": "p50", "p99_ms": "p99", "p999_ms": "p99.9"}
+#: What tells the rows of one panel apart (the rest of the labels name the panel).
+SUBJECTS = ("server", "target", "strategy")
+#: A 1-minute load average above this at the start or the end: "measured under load".
+BUSY = 0.5
 
 
 def records(data: Any) -> Iterator[dict[str, Any]]:
@@ -136,24 +140,44 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _name(row: dict[str, Any]) -> str:
-    return " ".join(str(row[k]) for k in LABELS if k in row)
+def _name(row: dict[str, Any], keys: tuple[str, ...] = LABELS) -> str:
+    return " ".join(str(row[k]) for k in keys if k in row)
+
+
+def panels(rows: list[dict[str, Any]], keys: list[str]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The rows that report any of ``keys``, grouped by what they measure (protocol,
+    workload...: one panel each, on its own scale), in the order they came."""
+    context = tuple(k for k in LABELS if k not in SUBJECTS)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if any(_number(row.get(k)) for k in keys):
+            groups.setdefault(_name(row, context), []).append(row)
+    return list(groups.items())
 
 
 def plot(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
-    """A bar per row of the suite's throughput (requests/s, else round trips/s or MB/s)."""
-    metric = next((k for k in THROUGHPUT if any(_number(r.get(k)) for r in rows)), None)
-    if metric is None:
-        return False
-    points = [(_name(r), float(r[metric])) for r in rows if _number(r.get(metric))]
-    plt = _pyplot()
+    """Bars of each row's throughput, a panel per protocol or workload: requests/s
+    (MB/s for streaming, round trips/s for WebSocket), higher is better."""
+    groups = panels(rows, list(THROUGHPUT))
+    plt = _pyplot() if groups else None
     if plt is None:
         return False
-    figure, axes = plt.subplots(figsize=(8, 0.4 * len(points) + 1.2))
-    axes.barh([p[0] for p in points], [p[1] for p in points])
-    axes.set_xlabel(f"{THROUGHPUT[metric]} (higher is better)")
-    axes.set_title(f"{name}: throughput per server")
-    axes.invert_yaxis()
+    heights = [0.35 * len(group) + 0.9 for _, group in groups]
+    figure, axes_list = plt.subplots(
+        len(groups),
+        1,
+        figsize=(8, sum(heights) + 0.6),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for axes, (title, group) in zip(axes_list[:, 0], groups, strict=True):
+        metric = next(k for k in THROUGHPUT if any(_number(r.get(k)) for r in group))
+        shown = [r for r in group if _number(r.get(metric))]
+        axes.barh([_name(r, SUBJECTS) for r in shown], [float(r[metric]) for r in shown])
+        axes.set_title(title, fontsize=10, loc="left")
+        axes.set_xlabel(f"{THROUGHPUT[metric]} (higher is better)")
+        axes.invert_yaxis()
+    figure.suptitle(f"{name}: throughput per server")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -161,25 +185,34 @@ def plot(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
 
 
 def plot_latency(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
-    """Grouped bars of each row's latency percentiles (p50, p99, p99.9 where reported)."""
-    keys = [k for k in LATENCY if any(_number(r.get(k)) for r in rows)]
-    shown = [r for r in rows if any(_number(r.get(k)) for k in keys)]
-    if not keys or not shown:
-        return False
-    plt = _pyplot()
+    """Grouped bars of each row's latency percentiles (p50, p99, p99.9 where reported),
+    a panel per protocol or workload, lower is better."""
+    groups = panels(rows, list(LATENCY))
+    plt = _pyplot() if groups else None
     if plt is None:
         return False
+    keys = [k for k in LATENCY if any(_number(r.get(k)) for r in rows)]
     height = 0.8 / len(keys)
-    figure, axes = plt.subplots(figsize=(8, 0.25 * len(shown) * len(keys) + 1.6))
-    for i, key in enumerate(keys):
-        values = [float(r[key]) if _number(r.get(key)) else 0.0 for r in shown]
-        axes.barh([n + i * height for n in range(len(shown))], values, height, label=LATENCY[key])
-    axes.set_yticks([n + height * (len(keys) - 1) / 2 for n in range(len(shown))])
-    axes.set_yticklabels([_name(r) for r in shown])
-    axes.set_xlabel("latency, ms (lower is better)")
-    axes.set_title(f"{name}: latency percentiles")
-    axes.invert_yaxis()
-    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    heights = [0.25 * len(group) * len(keys) + 0.9 for _, group in groups]
+    figure, axes_list = plt.subplots(
+        len(groups),
+        1,
+        figsize=(8, sum(heights) + 0.6),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for axes, (title, group) in zip(axes_list[:, 0], groups, strict=True):
+        for i, key in enumerate(keys):
+            values = [float(r[key]) if _number(r.get(key)) else 0.0 for r in group]
+            places = [n + i * height for n in range(len(group))]
+            axes.barh(places, values, height, label=LATENCY[key])
+        axes.set_yticks([n + height * (len(keys) - 1) / 2 for n in range(len(group))])
+        axes.set_yticklabels([_name(r, SUBJECTS) for r in group])
+        axes.set_title(title, fontsize=10, loc="left")
+        axes.set_xlabel("latency, ms (lower is better)")
+        axes.invert_yaxis()
+    axes_list[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.suptitle(f"{name}: latency percentiles")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -229,61 +262,73 @@ def run(
     load = _load_average()  # before our own load
     tty = out.isatty()
     deadline = time.monotonic() + budget
-    with tempfile.TemporaryDirectory() as tmp:
-        for n, (name, script, quick_flags, full_flags) in enumerate(present, 1):
-            label = f"[{n}/{len(present)}] {name:<10} {script:<16}"
-            if deadline - time.monotonic() < 1.0:
-                note = f"not run: the {budget:g} s budget of this run was spent before it started"
-                print(f"{label}     -  {note}", file=out, flush=True)
-                results.append((name, script, None, note))
-                continue
-            target = Path(tmp) / f"{script}.json"
-            argv = [sys.executable, str(root / "benchmarks" / script), "--json", str(target)]
-            argv += quick_flags if quick else full_flags
-            started = time.monotonic()
-            stop_at = deadline if cap is None else min(deadline, started + cap)
-            errors = Path(tmp) / f"{script}.stderr"  # a file: a pipe could fill and block it
-            with errors.open("w") as stderr_file:
-                process = subprocess.Popen(
-                    argv,
-                    cwd=root,
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr_file,
-                    start_new_session=True,  # its own process group: stopped as a whole
-                )
-            note = ""
-            try:
-                while process.poll() is None:
-                    now = time.monotonic()
-                    if now >= stop_at:
-                        _stop(process)
-                        why = "the run's" if stop_at == deadline else "its"
-                        limit = budget if stop_at == deadline else cap
-                        note = (
-                            f"stopped after {now - started:.0f} s: {why} {limit:g} s budget ran out"
-                        )
-                        break
-                    if tty:
-                        left = f"({deadline - now:.0f} s of the budget left)"
-                        out.write(f"{CLEAR}{label} {now - started:5.0f} s  {left}")
-                        out.flush()
-                    time.sleep(0.25)
-            except BaseException:
-                _stop(process)  # Ctrl-C: the suite's servers go with it
-                raise
-            process.wait()
-            elapsed = time.monotonic() - started
-            rows: list[dict[str, Any]] | None = None
-            if target.exists() and not note:
-                rows = list(records(json.loads(target.read_text())))
-            elif not note:
-                last = errors.read_text(errors="replace").strip().splitlines()
-                note = f"failed (exit {process.returncode}): {last[-1] if last else ''}"
-            status = note or "ok"
-            start = CLEAR if tty else ""
-            print(f"{start}{label} {elapsed:5.0f} s  {status}", file=out, flush=True)
-            results.append((name, script, rows, note))
-    write_report(root, results, quick=quick, command=command, load=load, budget=budget)
+    # each suite's raw JSON, its own report (stdout) and stderr, kept (git-ignored)
+    kept = root / "benchmarks" / "results" / ("netkit-bench-quick" if quick else "netkit-bench")
+    kept.mkdir(parents=True, exist_ok=True)
+    for n, (name, script, quick_flags, full_flags) in enumerate(present, 1):
+        label = f"[{n}/{len(present)}] {name:<10} {script:<16}"
+        if deadline - time.monotonic() < 1.0:
+            note = f"not run: the {budget:g} s budget of this run was spent before it started"
+            print(f"{label}     -  {note}", file=out, flush=True)
+            results.append((name, script, None, note))
+            continue
+        stem = kept / script.removesuffix(".py")
+        target, errors, printed = (stem.with_suffix(x) for x in (".json", ".stderr", ".txt"))
+        target.unlink(missing_ok=True)  # a failed run must not report the last one's
+        argv = [sys.executable, str(root / "benchmarks" / script), "--json", str(target)]
+        argv += quick_flags if quick else full_flags
+        started = time.monotonic()
+        stop_at = deadline if cap is None else min(deadline, started + cap)
+        # files, not pipes: a pipe nobody reads while the suite runs could fill and block it
+        with printed.open("w") as stdout_file, errors.open("w") as stderr_file:
+            process = subprocess.Popen(
+                argv,
+                cwd=root,
+                stdout=stdout_file,
+                stderr=stderr_file,
+                start_new_session=True,  # its own process group: stopped as a whole
+            )
+        note = ""
+        try:
+            while process.poll() is None:
+                now = time.monotonic()
+                if now >= stop_at:
+                    _stop(process)
+                    why = "the run's" if stop_at == deadline else "its"
+                    limit = budget if stop_at == deadline else cap
+                    note = f"stopped after {now - started:.0f} s: {why} {limit:g} s budget ran out"
+                    break
+                if tty:
+                    left = f"({deadline - now:.0f} s of the budget left)"
+                    out.write(f"{CLEAR}{label} {now - started:5.0f} s  {left}")
+                    out.flush()
+                time.sleep(0.25)
+        except BaseException:
+            _stop(process)  # Ctrl-C: the suite's servers go with it
+            raise
+        process.wait()
+        elapsed = time.monotonic() - started
+        rows: list[dict[str, Any]] | None = None
+        if target.exists() and not note:
+            rows = list(records(json.loads(target.read_text())))
+        elif not note:
+            last = errors.read_text(errors="replace").strip().splitlines()
+            note = f"failed (exit {process.returncode}): {last[-1] if last else ''}"
+        status = note or "ok"
+        start = CLEAR if tty else ""
+        print(f"{start}{label} {elapsed:5.0f} s  {status}", file=out, flush=True)
+        results.append((name, script, rows, note))
+    load_end = _load_average()
+    write_report(
+        root,
+        results,
+        quick=quick,
+        command=command,
+        load=load,
+        budget=budget,
+        load_end=load_end,
+        kept=kept.relative_to(root).as_posix(),
+    )
     print("netkit bench: wrote docs/benchmarks.md (section 'netkit bench')", file=out)
     return 0
 
@@ -315,6 +360,8 @@ def write_report(
     command: str = "",
     load: str | None = None,
     budget: float | None = None,
+    load_end: str | None = None,
+    kept: str = "",
 ) -> None:
     docs = root / "docs"
     images = docs / "img"
@@ -332,6 +379,18 @@ def write_report(
             f" All the suites together had {budget:g} s; a suite still running when that ran"
             " out was stopped, and says so below."
         )
+    if kept:
+        lines[-1] += f" Each suite's raw JSON and its own report: `{kept}/` (git-ignored)."
+    busy = [x for x in (load, load_end) if x and x != "unknown" and float(x) > BUSY]
+    if busy:
+        end = f", {load_end} at the end" if load_end else ""
+        lines += [
+            "",
+            f"**Measured under load** (1-minute load average {load} at the start{end}, on "
+            f"{os.cpu_count()} CPUs): other work shared the machine, so absolute numbers are "
+            "low and noisy; compare the servers within one table (ratios), and rerun on a quiet "
+            "machine for numbers to quote.",
+        ]
     if quick:
         lines += [
             "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netkit._bench import BEGIN, END, records, table, write_report
+from netkit._bench import BEGIN, END, panels, records, table, write_report
 
 RESULTS = {
     "results": [
@@ -94,3 +94,32 @@ def test_the_latency_plot_shows_the_percentiles(tmp_path: Path) -> None:
     png = tmp_path / "docs" / "img" / "bench-run-latency.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## Latest `netkit bench` run" in text and "**A smoke run**" not in text
+
+
+def test_numbers_measured_under_load_say_so(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    page = tmp_path / "docs" / "benchmarks.md"
+    rows = list(records(RESULTS))
+    write_report(
+        tmp_path, [("HTTP", "run.py", rows, "")], quick=False, load="1.80", load_end="0.20"
+    )
+    assert "**Measured under load** (1-minute load average 1.80 at the start, 0.20 at the end" in (
+        page.read_text()
+    )
+    write_report(
+        tmp_path, [("HTTP", "run.py", rows, "")], quick=False, load="0.10", load_end="0.20"
+    )
+    assert "Measured under load" not in page.read_text()
+
+
+def test_each_protocol_or_workload_is_a_panel_of_its_own() -> None:
+    rows = [
+        {"server": "netkit", "protocol": "http/1.1", "rps": 7000.0},
+        {"server": "netkit", "protocol": "h2c", "rps": 3800.0},
+        {"server": "uvicorn", "protocol": "http/1.1", "rps": 6400.0},
+        {"server": "uvicorn", "protocol": "h2c", "rps": None, "status": "n/a"},
+    ]
+    assert [(title, [r["server"] for r in group]) for title, group in panels(rows, ["rps"])] == [
+        ("http/1.1", ["netkit", "uvicorn"]),
+        ("h2c", ["netkit"]),
+    ]
