@@ -10,6 +10,7 @@ SIGKILL, each bounded by a timeout.  Nothing here ever talks to anything but loo
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import itertools
@@ -178,6 +179,23 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None, quick: dict[str, object]
+) -> argparse.Namespace:
+    """``parser``'s arguments plus ``--quick``, which makes ``quick`` the defaults.
+
+    ``--quick`` is the smoke selection ``netkit bench --quick`` runs (netkit and one peer,
+    one workload, a short run, no warm-up); options given with it still win, and without
+    it every default is the full run's.
+    """
+    shown = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in quick.items())
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {shown}")
+    known, _ = parser.parse_known_args(argv)
+    if known.quick:
+        parser.set_defaults(**quick)
+    return parser.parse_args(argv)
 
 
 def raise_fd_limit(wanted: int) -> int:

@@ -28,6 +28,9 @@ Usage::
     .venv/bin/python benchmarks/balancer_run.py [--part overhead|cpu|instructions|tail|all]
         [--duration 10] [--requests 20000] [--json out.json] [--svg docs/balancer-tail.svg]
 
+``--quick`` is ``netkit bench --quick``'s smoke selection (``QUICK``: ``--part
+overhead``, HTTP/1.1 only, one second each way).
+
 ``--part cpu`` (not in ``all``): CPU seconds per request of the proxy and the backend
 (utime+stime from /proc/PID/stat around ``--requests`` h2load requests, HTTP/1.1 as
 ``h2load --h1 -c32``), and the throughput the proxy would keep with a core of its own:
@@ -168,7 +171,9 @@ def _grpc_works(port: int) -> str | None:
     return trio.run(call)
 
 
-def measure_overhead(duration: int, logdir: Path) -> list[Overhead]:
+def measure_overhead(
+    duration: int, logdir: Path, protocols: tuple[str, ...] = PROTOCOLS
+) -> list[Overhead]:
     pin = h.can_pin()
     client_cpu = h.CLIENT_CPU if pin else None
     results: list[Overhead] = []
@@ -176,8 +181,10 @@ def measure_overhead(duration: int, logdir: Path) -> list[Overhead]:
         h.running_server(BACKEND, logdir, pin=pin) as backend,
         h.running_server(_proxy_spec(backend.port, pin), logdir, pin=False) as proxy,
     ):
-        problem = _grpc_works(proxy.port) or _grpc_works(backend.port)
-        for protocol in PROTOCOLS:
+        problem = None
+        if "grpc-unary" in protocols:
+            problem = _grpc_works(proxy.port) or _grpc_works(backend.port)
+        for protocol in protocols:
             for target, port in (("direct", backend.port), ("proxy", proxy.port)):
                 try:
                     if protocol == "grpc-unary" and problem:
@@ -196,7 +203,7 @@ def measure_overhead(duration: int, logdir: Path) -> list[Overhead]:
 
 def render_overhead(results: list[Overhead]) -> str:
     rows = []
-    for protocol in PROTOCOLS:
+    for protocol in [p for p in PROTOCOLS if any(m.protocol == p for m in results)]:
         by = {m.target: m for m in results if m.protocol == protocol}
         direct, proxy = by.get("direct"), by.get("proxy")
         ratio = (
@@ -599,7 +606,11 @@ def tail_svg(results: list[Tail]) -> str:
 # --- main ------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+#: ``--quick``: the proxy overhead on HTTP/1.1 only, one second direct and one proxied.
+QUICK: dict[str, object] = {"part": "overhead", "protocols": "http/1.1", "duration": 1}
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--part", choices=("overhead", "cpu", "instructions", "tail", "all"), default="all"
@@ -611,12 +622,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--protocols",
         default=",".join(PROTOCOLS),
-        help=f"with --part instructions: which of {','.join(PROTOCOLS)} to count",
+        help="protocols of (a) overhead and --part instructions, comma-separated",
     )
-    args = parser.parse_args(argv)
-    protocols = tuple(p for p in args.protocols.split(",") if p)
-    if unknown := set(protocols) - set(PROTOCOLS):
-        parser.error(f"unknown protocol(s) {', '.join(sorted(unknown))}")
+    args = h.parse_args(parser, argv, QUICK)
+    args.protocols = tuple(p.strip() for p in args.protocols.split(",") if p.strip())
+    if not args.protocols or set(args.protocols) - set(PROTOCOLS):
+        parser.error(f"--protocols: choose from {', '.join(PROTOCOLS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
     h.install_signal_handlers()
     report: dict[str, object] = {"machine": h.machine_info()}
     status = 0
@@ -625,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         h.warn_if_busy()
         print("(a) proxy overhead")
         with tempfile.TemporaryDirectory(prefix="netkit-balancer-logs-") as logs:
-            overhead = measure_overhead(args.duration, Path(logs))
+            overhead = measure_overhead(args.duration, Path(logs), args.protocols)
         print(render_overhead(overhead))
         report["overhead"] = [asdict(m) for m in overhead]
         status |= any(m.status != "ok" for m in overhead)
@@ -640,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         h.require_tools("h2load", "valgrind", "callgrind_control")
         print("(a'') instructions per request (callgrind), proxy and backend")
         with tempfile.TemporaryDirectory(prefix="netkit-balancer-logs-") as logs:
-            counted = measure_instructions(args.requests, Path(logs), protocols)
+            counted = measure_instructions(args.requests, Path(logs), args.protocols)
         print(render_instructions(counted))
         report["instructions"] = counted
     if args.part in ("tail", "all"):

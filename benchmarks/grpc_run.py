@@ -22,7 +22,8 @@ Usage::
                                             [--workloads unary,stream] [--json out.json]
 
 A server that does not start or answers wrongly gets that as its status; the others
-still run.
+still run. ``--quick`` is ``netkit bench --quick``'s smoke selection (``QUICK``: netkit
+and grpclib, unary only, one second, no warm-up).
 """
 
 from __future__ import annotations
@@ -590,7 +591,18 @@ def render(results: list[Measurement], ratio_rows: list[dict[str, object]]) -> s
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
+#: ``--quick``: netkit and grpclib (no venv to build, light to start), unary only, one
+#: second, no warm-up.
+QUICK: dict[str, object] = {
+    "only": "netkit,grpclib",
+    "workloads": UNARY,
+    "duration": 1,
+    "warmup": 0,
+    "pause": 0.0,
+}
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # h2load takes whole seconds
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
@@ -603,13 +615,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write raw results to this file")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
-    args = parser.parse_args(argv)
-    h.install_signal_handlers()
+    args = h.parse_args(parser, argv, QUICK)
     if args.duration <= 0 or args.repeat < 1 or args.warmup < 0:
         parser.error("--duration must be > 0, --repeat >= 1, --warmup >= 0")
-    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    if not workloads or set(workloads) - set(WORKLOADS):
+    args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if not args.workloads or set(args.workloads) - set(WORKLOADS):
         parser.error(f"--workloads: choose from {', '.join(WORKLOADS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    workloads: list[str] = args.workloads
+    h.install_signal_handlers()
     h.require_tools("h2load")
     if args.pin and not h.can_pin():
         print("note: taskset or CPUs 0 and 1 unavailable; running unpinned", file=sys.stderr)

@@ -20,6 +20,9 @@ Usage::
 
     .venv/bin/python benchmarks/registry_run.py [--instances 10000] [--window 10] [--etcd]
         [--json out.json]
+
+``--quick`` is ``netkit bench --quick``'s smoke selection (``QUICK``: 1,000 instances,
+no settling round, a one-second window).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import time
 
+import _harness as h
 import attrs
 import trio
 
@@ -81,7 +85,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def load(port: int, pid: int, instances: int, window: float) -> dict[str, float]:
+async def load(
+    port: int, pid: int, instances: int, settle: float, window: float
+) -> dict[str, float]:
     specs = [
         InstanceSpec(f"svc-{n // PER_SERVICE}", f"i-{n}", Address("10.0.0.1", 1000 + n % 60000))
         for n in range(instances)
@@ -92,7 +98,7 @@ async def load(port: int, pid: int, instances: int, window: float) -> dict[str, 
         started = time.perf_counter()
         await nursery.start(agent.run)
         results["register_all_s"] = time.perf_counter() - started
-        await trio.sleep(TTL / 3)  # one full heartbeat round before measuring
+        await trio.sleep(settle)  # by default one full heartbeat round before measuring
         cpu0, beats0, t0 = cpu_seconds(pid), agent.heartbeats, time.perf_counter()
         await trio.sleep(window)
         elapsed = time.perf_counter() - t0
@@ -236,19 +242,31 @@ async def etcd_keepalive_load(port: int, pid: int, leases: int, window: float) -
     return results
 
 
-def main() -> None:
+#: ``--quick``: 1,000 instances, no settling heartbeat round, a one-second window.
+QUICK: dict[str, object] = {"instances": 1000, "settle": 0.0, "window": 1.0}
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--instances", type=int, default=10_000)
+    parser.add_argument(
+        "--settle", type=float, default=TTL / 3, help="seconds of heartbeats before measuring"
+    )
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--json")
     parser.add_argument(
         "--etcd", action="store_true", help="also measure etcd keeping as many leases alive"
     )
-    args = parser.parse_args()
+    return h.parse_args(parser, argv, QUICK)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
     if args.serve:
         trio.run(serve)
         return
+    h.install_signal_handlers()  # SIGTERM (netkit bench's deadline) stops the registry too
     etcd_results: dict[str, float] = {}
     if args.etcd:
         import tempfile
@@ -268,7 +286,7 @@ def main() -> None:
     try:
         assert registry.stdout is not None
         port = int(registry.stdout.readline())
-        results = trio.run(load, port, registry.pid, args.instances, args.window)
+        results = trio.run(load, port, registry.pid, args.instances, args.settle, args.window)
     finally:
         registry.terminate()
         registry.wait(10)

@@ -16,6 +16,9 @@ Usage::
 
     .venv/bin/python benchmarks/rest_run.py [--duration 10] [--repeat 1]
         [--only netkit,starlette-uvicorn] [--workloads get,post] [--json out.json]
+
+``--quick`` is ``netkit bench --quick``'s smoke selection (``QUICK``: netkit and
+Starlette on uvicorn, GET over HTTP/1.1, one second, no warm-up).
 """
 
 from __future__ import annotations
@@ -204,7 +207,7 @@ def measure_server(spec: h.ServerSpec, args: argparse.Namespace, logdir: Path) -
     """Every (protocol, workload) case of one server; a fresh process per protocol."""
     print(f"== {spec.name}: {spec.description}", flush=True)
     results: list[Measurement] = []
-    for protocol in h.PROTOCOLS:
+    for protocol in args.protocols:
         if protocol not in spec.protocols:
             results.extend(Measurement(spec.name, protocol, w, "n/a") for w in args.workloads)
             continue
@@ -314,7 +317,19 @@ def render(results: list[Measurement], ratio_rows: list[dict[str, object]]) -> s
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
+#: ``--quick``: netkit and Starlette on uvicorn, GET over HTTP/1.1 only, one second, no
+#: warm-up.
+QUICK: dict[str, object] = {
+    "only": "netkit,starlette-uvicorn",
+    "workloads": "get",
+    "protocols": h.H1,
+    "duration": 1,
+    "warmup": 0,
+    "pause": 0.0,
+}
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up load")
@@ -322,15 +337,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds of quiet between runs")
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(SERVERS)}")
     parser.add_argument("--workloads", default="get,post", help="comma-separated: get,post")
+    parser.add_argument(
+        "--protocols", default=",".join(h.PROTOCOLS), help="http/1.1, h2c or http/1.1,h2c"
+    )
     parser.add_argument("--json", type=Path, help="write raw results to this file")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
-    args = parser.parse_args(argv)
-    h.install_signal_handlers()
+    args = h.parse_args(parser, argv, QUICK)
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     if not set(args.workloads) <= set(WORKLOADS) or not args.workloads:
         parser.error(f"--workloads: choose from {', '.join(WORKLOADS)}")
+    args.protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    if not args.protocols or set(args.protocols) - set(h.PROTOCOLS):
+        parser.error(f"--protocols: choose from {', '.join(h.PROTOCOLS)}")
     if args.duration <= 0 or args.repeat < 1 or args.warmup < 0:
         parser.error("--duration must be > 0, --repeat >= 1, --warmup >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    h.install_signal_handlers()
     h.require_tools("wrk", "h2load")
     if args.pin and not h.can_pin():
         print("note: taskset or CPUs 0 and 1 unavailable; running unpinned", file=sys.stderr)

@@ -10,6 +10,9 @@ Usage::
 
     .venv/bin/python benchmarks/run.py [--duration 10] [--only netkit,floor-h11] [--json out.json]
 
+``--quick`` is ``netkit bench --quick``'s smoke selection (``QUICK``: netkit and
+hypercorn-trio, HTTP/1.1 only, one second each, no warm-up).
+
 A server that does not start is reported as "failed to start"; the others still run.
 """
 
@@ -259,7 +262,7 @@ def measure_protocol(
 def measure_server(spec: h.ServerSpec, args: argparse.Namespace, logdir: Path) -> list[Measurement]:
     print(f"== {spec.name}: {spec.description}", flush=True)
     results = []
-    for protocol in h.PROTOCOLS:
+    for protocol in args.protocols:
         if protocol in spec.protocols:
             results.append(measure_protocol(spec, protocol, args, logdir))
             time.sleep(args.pause)
@@ -333,7 +336,17 @@ def render(results: list[Measurement], ratio_rows: list[dict[str, object]]) -> s
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
+#: ``--quick``: netkit and its closest peer (trio too), HTTP/1.1, one second, no warm-up.
+QUICK: dict[str, object] = {
+    "only": "netkit,hypercorn-trio",
+    "protocols": h.H1,
+    "duration": 1,
+    "warmup": 0,
+    "pause": 0.0,
+}
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # wrk and h2load take whole seconds
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
@@ -341,12 +354,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the median is kept")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds of quiet between runs")
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(h.SERVERS)}")
+    parser.add_argument(
+        "--protocols", default=",".join(h.PROTOCOLS), help="http/1.1, h2c or http/1.1,h2c"
+    )
     parser.add_argument("--json", type=Path, help="write raw results to this file")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
-    args = parser.parse_args(argv)
-    h.install_signal_handlers()
+    args = h.parse_args(parser, argv, QUICK)
     if args.duration <= 0 or args.repeat < 1 or args.warmup < 0:
         parser.error("--duration must be > 0, --repeat >= 1, --warmup >= 0")
+    args.protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    if not args.protocols or set(args.protocols) - set(h.PROTOCOLS):
+        parser.error(f"--protocols: choose from {', '.join(h.PROTOCOLS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    h.install_signal_handlers()
     h.require_tools("wrk", "h2load", "curl")
     if args.pin and not h.can_pin():
         print("note: taskset or CPUs 0 and 1 unavailable; running unpinned", file=sys.stderr)

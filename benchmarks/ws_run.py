@@ -22,6 +22,9 @@ Usage::
     .venv/bin/python benchmarks/ws_run.py [--duration 12] [--rounds 6]
                                           [--only netkit,websockets] [--json out.json]
 
+``--quick`` is ``netkit bench --quick``'s smoke selection (``QUICK``: netkit and
+websockets, one round of one second, 100 subscribers).
+
 A shared machine makes absolute numbers noisy: compare the ratios within one run.
 """
 
@@ -39,7 +42,16 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import CLIENT_CPU, SERVER_CPU, can_pin, free_port, pinned, stop
+from _harness import (
+    CLIENT_CPU,
+    SERVER_CPU,
+    can_pin,
+    free_port,
+    install_signal_handlers,
+    parse_args,
+    pinned,
+    stop,
+)
 from websockets.sync.client import connect
 
 HERE = Path(__file__).resolve().parent
@@ -154,7 +166,16 @@ def fan_out(port: int, subscribers: int, publishes: int = 5) -> float:
             sock.close()
 
 
-def main() -> int:
+#: ``--quick``: netkit and websockets, one round of one second, 100 fan-out subscribers.
+QUICK: dict[str, object] = {
+    "only": "netkit,websockets",
+    "duration": 1.0,
+    "rounds": 1,
+    "subscribers": 100,
+}
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -163,7 +184,12 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SERVERS))
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parse_args(parser, argv, QUICK)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    install_signal_handlers()  # SIGTERM (netkit bench's deadline) stops the servers too
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

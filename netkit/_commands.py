@@ -179,11 +179,19 @@ def bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from . import _bench
 
-    cap = args.max_seconds if args.max_seconds else (_bench.QUICK_CAP if args.quick else 3600.0)
+    budget = args.budget or (_bench.QUICK_BUDGET if args.quick else _bench.FULL_BUDGET)
     command = "netkit bench" + (" --quick" if args.quick else "")
+    if args.budget:
+        command += f" --budget {args.budget:g}"
     if args.max_seconds:
         command += f" --max-seconds {args.max_seconds:g}"
-    return _bench.run(Path(args.root).resolve(), quick=args.quick, cap=cap, command=command)
+    return _bench.run(
+        Path(args.root).resolve(),
+        quick=args.quick,
+        budget=budget,
+        cap=args.max_seconds,
+        command=command,
+    )
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -227,10 +235,17 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run: one short round per case, each suite stopped after 60 s",
+        help="a smoke run of about a minute: each suite's --quick selection (netkit and one "
+        "peer, one workload, a second of load), all within a 60 s budget",
     )
     p.add_argument("--root", default=".", help="the netkit checkout (default: here)")
-    p.add_argument("--max-seconds", type=float, help="stop a suite after this long")
+    p.add_argument(
+        "--budget",
+        type=float,
+        help="seconds for all the suites together; a suite still running then is stopped "
+        "(default: 60 with --quick, 2700 without)",
+    )
+    p.add_argument("--max-seconds", type=float, help="also stop any one suite after this long")
 
     p = sub.add_parser("call", help="a small client: a REST request, a gRPC call, a WebSocket")
     kinds = p.add_subparsers(dest="kind", required=True)
