@@ -86,7 +86,8 @@ def _check_field(name: bytes, value: bytes) -> None:
         raise MalformedHeaders(f"connection-specific header {name.decode('latin-1')!r}")
     if name == b"te" and value.lower() != b"trailers":
         raise MalformedHeaders(f"TE header must be 'trailers', got {value!r}")
-    if len(name) + len(value) <= _KNOWN_GOOD_PAIR_SIZE:
+    if len(name) + len(value) <= _KNOWN_GOOD_PAIR_SIZE and name not in _UNIQUE:
+        # (A value new on every message would only push the recurring ones out.)
         if len(_KNOWN_GOOD) >= _KNOWN_GOOD_ENTRIES:
             _KNOWN_GOOD.clear()
         _KNOWN_GOOD[(name, value)] = None
