@@ -110,13 +110,7 @@ class H1ClientConnection:
 
     async def _read(self) -> bytes:
         try:
-            fd = self.io.fd
-            if fd >= 0:
-                await trio.lowlevel.wait_readable(fd)
-                data = self.io.read_now(_READ_SIZE)
-                if data is not None:
-                    return data
-            return bytes(await self.transport.receive_some(_READ_SIZE))
+            return bytes(await self.io.receive(self.transport, _READ_SIZE))
         except _BROKEN as exc:
             self.broken = True
             raise ConnectionClosed(f"the backend connection broke: {exc}") from exc

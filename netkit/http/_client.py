@@ -963,14 +963,8 @@ class H2ClientConnection(trio.abc.AsyncResource):
                 return
 
     async def _receive(self) -> bytes | bytearray:
-        """One read: on a plain TCP socket, wait for readability and ``os.read`` once."""
-        fd = self._io.fd
-        if fd >= 0:
-            await trio.lowlevel.wait_readable(fd)
-            data = self._io.read_now(_READ_SIZE)
-            if data is not None:
-                return data
-        return await self._transport.receive_some(_READ_SIZE)
+        """One read (``DirectIO.receive``)."""
+        return await self._io.receive(self._transport, _READ_SIZE)
 
     async def _keepalive(self, interval: float, patience: float) -> None:
         while True:

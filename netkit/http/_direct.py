@@ -74,6 +74,19 @@ class DirectIO:
         except OSError as exc:
             raise translate(exc) from exc
 
+    async def receive(self, transport: trio.abc.Stream, max_bytes: int) -> bytes | bytearray:
+        """One read: on a plain TCP socket, wait for readability and ``os.read`` once;
+        otherwise (or if that read would block after all) the transport's own read.
+
+        Raises trio's BrokenResourceError or ClosedResourceError, as the transport does.
+        """
+        if self.fd >= 0:
+            await trio.lowlevel.wait_readable(self.fd)
+            data = self.read_now(max_bytes)
+            if data is not None:
+                return data
+        return await transport.receive_some(max_bytes)
+
 
 def translate(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
     """An ``os.read``/``os.write`` failure in trio's terms."""

@@ -295,13 +295,7 @@ class H11Connection:
             scope.deadline = math.inf
 
     async def _receive(self) -> bytes | bytearray:
-        fd = self.io.fd
-        if fd >= 0:
-            await trio.lowlevel.wait_readable(fd)
-            data = self.io.read_now(_READ_SIZE)
-            if data is not None:
-                return data
-        return await self.transport.receive_some(_READ_SIZE)
+        return await self.io.receive(self.transport, _READ_SIZE)
 
     def start_drain(self) -> None:
         """Graceful shutdown: finish the current response with ``connection: close``."""

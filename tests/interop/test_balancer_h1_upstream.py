@@ -8,6 +8,8 @@ netkit channels and netkit's HTTP/2 client for trailers.
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -106,6 +108,22 @@ async def test_chunked_responses_and_their_trailers_are_relayed(te: bool) -> Non
         nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def _behind_proxy(
+    handle: Callable[[trio.SocketStream], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A raw TCP backend running ``handle`` per connection, an HTTP/1.1-only proxy in
+    front of it: the URL of ``/x`` on the proxy."""
+    async with trio.open_nursery() as nursery:
+        serve = functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1")
+        listeners = await nursery.start(serve)
+        proxy = await _proxy_to(listeners[0].socket.getsockname()[1], protocol="h1")
+        await nursery.start(proxy.run)
+        async with running_server(proxy) as front:
+            yield f"http://127.0.0.1:{front.port}/x"
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_backend_breaking_http1_framing_gets_502_and_others_are_unaffected() -> None:
     """Conflicting Content-Length values: the proxy refuses the response (502) and the
     connection, and the next request works."""
@@ -125,19 +143,12 @@ async def test_a_backend_breaking_http1_framing_gets_502_and_others_are_unaffect
             await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         await stream.aclose()
 
-    async with trio.open_nursery() as nursery:
-        serve = functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1")
-        listeners = await nursery.start(serve)
-        port = listeners[0].socket.getsockname()[1]
-        proxy = await _proxy_to(port, protocol="h1")
-        await nursery.start(proxy.run)
-        async with running_server(proxy) as front, httpx.AsyncClient() as client:
-            r = await client.post(f"http://127.0.0.1:{front.port}/x", content=b"body")
-            assert r.status_code == 502
-            assert "content-length" in r.json()["detail"]
-            r = await client.post(f"http://127.0.0.1:{front.port}/x", content=b"body")
-            assert (r.status_code, r.content) == (200, b"ok")
-        nursery.cancel_scope.cancel()
+    async with _behind_proxy(handle) as url, httpx.AsyncClient() as client:
+        r = await client.post(url, content=b"body")
+        assert r.status_code == 502
+        assert "content-length" in r.json()["detail"]
+        r = await client.post(url, content=b"body")
+        assert (r.status_code, r.content) == (200, b"ok")
 
 
 @pytest.mark.parametrize(("method", "status"), [("GET", 200), ("POST", 502)])
@@ -164,16 +175,8 @@ async def test_the_keep_alive_race_is_retried_on_a_new_connection_when_repeatabl
             await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         await stream.aclose()
 
-    async with trio.open_nursery() as nursery:
-        serve = functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1")
-        listeners = await nursery.start(serve)
-        port = listeners[0].socket.getsockname()[1]
-        proxy = await _proxy_to(port, protocol="h1")
-        await nursery.start(proxy.run)
-        async with running_server(proxy) as front, httpx.AsyncClient() as client:
-            url = f"http://127.0.0.1:{front.port}/x"
-            assert (await client.request(method, url)).status_code == 200
-            r = await client.request(method, url)
-            assert r.status_code == status
-        assert connections == (2 if status == 200 else 1)
-        nursery.cancel_scope.cancel()
+    async with _behind_proxy(handle) as url, httpx.AsyncClient() as client:
+        assert (await client.request(method, url)).status_code == 200
+        r = await client.request(method, url)
+        assert r.status_code == status
+    assert connections == (2 if status == 200 else 1)
