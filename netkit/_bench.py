@@ -171,14 +171,7 @@ def plot(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
     plt = _pyplot() if groups else None
     if plt is None:
         return False
-    heights = [0.35 * len(group) + 0.9 for _, group in groups]
-    figure, axes_list = plt.subplots(
-        len(groups),
-        1,
-        figsize=(8, sum(heights) + 0.6),
-        squeeze=False,
-        gridspec_kw={"height_ratios": heights},
-    )
+    figure, axes_list = _panels_figure(plt, [0.35 * len(group) + 0.9 for _, group in groups])
     for axes, (title, group) in zip(axes_list[:, 0], groups, strict=True):
         metric = next(k for k in THROUGHPUT if any(_number(r.get(k)) for r in group))
         shown = [r for r in group if _number(r.get(metric))]
@@ -193,6 +186,18 @@ def plot(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def _panels_figure(plt: Any, heights: list[float]) -> tuple[Any, Any]:
+    """A figure of one panel per row, each as tall as its bars need."""
+    figure, axes = plt.subplots(
+        len(heights),
+        1,
+        figsize=(8, sum(heights) + 0.6),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    return figure, axes
+
+
 def plot_latency(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
     """Grouped bars of each row's latency percentiles (p50, p99, p99.9 where reported),
     a panel per protocol or workload, lower is better."""
@@ -203,13 +208,7 @@ def plot_latency(name: str, rows: list[dict[str, Any]], path: Path) -> bool:
     keys = [k for k in LATENCY if any(_number(r.get(k)) for r in rows)]
     height = 0.8 / len(keys)
     heights = [0.25 * len(group) * len(keys) + 0.9 for _, group in groups]
-    figure, axes_list = plt.subplots(
-        len(groups),
-        1,
-        figsize=(8, sum(heights) + 0.6),
-        squeeze=False,
-        gridspec_kw={"height_ratios": heights},
-    )
+    figure, axes_list = _panels_figure(plt, heights)
     for axes, (title, group) in zip(axes_list[:, 0], groups, strict=True):
         for i, key in enumerate(keys):
             values = [float(r[key]) if _number(r.get(key)) else 0.0 for r in group]
