@@ -4,15 +4,17 @@ One request goes through these steps, in this order (each can end it with proble
 
 1. route: 404 (naming the versions served when ``/vN/`` is unknown), 405 with ``Allow``;
    ``OPTIONS`` answered with ``Allow``; ``HEAD`` served by the ``GET`` endpoint;
-2. body (routes with ``body=``, or any request with ``Idempotency-Key``): 415 for an
+2. query (routes with ``query=``): 422 naming every parameter (``/query/<name>``) that
+   is missing, repeated or does not convert;
+3. body (routes with ``body=``, or any request with ``Idempotency-Key``): 415 for an
    unknown ``Content-Encoding`` or a non-JSON content type, gzip inflated with a bound
    (413), 400 for malformed JSON, 422 naming every field that does not fit the shape;
-3. idempotency (POST and PATCH with ``Idempotency-Key``): replay, 409 or 422;
-4. preconditions (routes with ``etag=``): ``If-Match`` / ``If-None-Match`` → 412,
+4. idempotency (POST and PATCH with ``Idempotency-Key``): replay, 409 or 422;
+5. preconditions (routes with ``etag=``): ``If-Match`` / ``If-None-Match`` → 412,
    checked before the handler can change anything;
-5. the handler; its result becomes the response: a value → JSON with the route's
+6. the handler; its result becomes the response: a value → JSON with the route's
    status, ``None`` → 204, :class:`Response` / :class:`StreamingResponse` as given;
-6. GET/HEAD 200 responses get a strong ``ETag`` and ``If-None-Match`` → 304; bodies of
+7. GET/HEAD 200 responses get a strong ``ETag`` and ``If-None-Match`` → 304; bodies of
    ``gzip_min_size`` bytes or more are gzipped when ``Accept-Encoding`` allows it.
 
 Any other handler exception is logged on ``netkit.server`` (as ``run_handler`` does) and
@@ -26,6 +28,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, overload
+from urllib.parse import parse_qs
 
 import attrs
 import trio
@@ -46,8 +49,9 @@ from ._idempotency import (
     fingerprint,
 )
 from ._messages import Problem, Response, RestRequest, StreamingResponse
+from ._query import QueryDecoder
 from ._routing import Found, Router, requested_version
-from ._shapes import Decoder, Errors, Shapes
+from ._shapes import Decoder, Errors, Shapes, ValidationFailed
 
 RestHandler = Callable[[RestRequest[Any]], Awaitable[Any]]
 """``async def handler(request: RestRequest[Body]) -> value | Response | StreamingResponse``"""
@@ -82,6 +86,8 @@ class Endpoint:
     etag: EtagHook | None
     summary: str | None
     tags: tuple[str, ...]
+    query: Any = None
+    query_decoder: QueryDecoder | None = None
 
 
 def _compressible(content_type: str) -> bool:
@@ -144,6 +150,7 @@ class RestAPI:
         handler: None = None,
         *,
         body: Any = None,
+        query: Any = None,
         response: Any = None,
         status: int = 200,
         etag: EtagHook | None = None,
@@ -158,6 +165,7 @@ class RestAPI:
         handler: F,
         *,
         body: Any = None,
+        query: Any = None,
         response: Any = None,
         status: int = 200,
         etag: EtagHook | None = None,
@@ -171,6 +179,7 @@ class RestAPI:
         handler: F | None = None,
         *,
         body: Any = None,
+        query: Any = None,
         response: Any = None,
         status: int = 200,
         etag: EtagHook | None = None,
@@ -181,6 +190,8 @@ class RestAPI:
 
         ``body``: the request shape (an attrs class or any annotation :mod:`._shapes`
         understands); the handler gets the decoded value as ``request.body``.
+        ``query``: an attrs class of typed query parameters (see :mod:`._query`); the
+        handler gets an instance as ``request.query_args``, a misfit gets a 422.
         ``response``: the shape of successful responses (for the OpenAPI document).
         ``status``: the status of a plain returned value (e.g. 201 for a create).
         ``etag``: the resource's current ETag, checked against ``If-Match`` /
@@ -194,10 +205,22 @@ class RestAPI:
             self.shapes.schema(body)  # fail at registration, not when the document is built
         if response is not None:
             self.shapes.schema(response)
+        query_decoder = QueryDecoder(query, self.shapes) if query is not None else None
 
         def register(fn: F) -> F:
             endpoint = Endpoint(
-                method, template, fn, body, decoder, response, status, etag, summary, tuple(tags)
+                method,
+                template,
+                fn,
+                body,
+                decoder,
+                response,
+                status,
+                etag,
+                summary,
+                tuple(tags),
+                query,
+                query_decoder,
             )
             self._router.add(method, template, endpoint)
             self._openapi_body = None
@@ -308,9 +331,12 @@ class RestAPI:
         preread: bytes | None = None
         if self._head_guards or self._body_guards:
             preread = await self._guard(stream, ep, params)
+        query_args = _decode_query(ep, stream) if ep.query_decoder is not None else None
         if ep.decoder is None and method not in _IDEMPOTENT_KEYED:
             raw_body = b"" if preread is None else preread
-            await self._run(stream, method, ep, RestRequest(stream, params, None, raw_body))
+            request = RestRequest(stream, params, None, raw_body)
+            request.query_args = query_args
+            await self._run(stream, method, ep, request)
             return
         wanted = _body_headers(stream)
         key = wanted.get(b"idempotency-key") if method in _IDEMPOTENT_KEYED else None
@@ -325,7 +351,8 @@ class RestAPI:
                 )
             if ep.decoder is not None:
                 value = _decode(ep, raw, wanted.get(b"content-type"))
-        request: RestRequest[Any] = RestRequest(stream, params, value, raw)
+        request = RestRequest(stream, params, value, raw)
+        request.query_args = query_args
         if key is None:
             await self._run(stream, method, ep, request)
             return
@@ -526,6 +553,22 @@ def _decode(ep: Endpoint, raw: bytes, content_type: str | None) -> Any:
             errors=errors,
         )
     return value
+
+
+def _decode_query(ep: Endpoint, stream: HTTPStream) -> Any:
+    assert ep.query_decoder is not None
+    values = parse_qs(stream.request.query_string, keep_blank_values=True)
+    try:
+        return ep.query_decoder(values)
+    except ValidationFailed as failed:
+        shape = getattr(ep.query, "__name__", str(ep.query))
+        names = ", ".join(e["pointer"] for e in failed.errors[:10])
+        raise Problem(
+            422,
+            f"query parameters do not match {shape}: {names}",
+            title="Query parameters failed validation",
+            errors=failed.errors,
+        ) from None
 
 
 def problem_response(problem: Problem) -> StoredResponse:

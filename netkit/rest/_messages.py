@@ -88,11 +88,13 @@ class RestRequest(Generic[B]):
 
     ``params`` holds the converted path parameters, ``body`` the validated request body
     (an instance of the route's ``body=`` shape; ``None`` when the route declares none),
-    ``raw_body`` the decoded bytes it came from. ``stream`` is the underlying
-    :class:`~netkit.HTTPStream` for anything else.
+    ``raw_body`` the decoded bytes it came from, ``query_args`` the typed query parameters
+    (an instance of the route's ``query=`` class; ``None`` when it declares none) and
+    ``query`` the raw ones. ``stream`` is the underlying :class:`~netkit.HTTPStream` for
+    anything else.
     """
 
-    __slots__ = ("_query", "body", "params", "raw_body", "stream")
+    __slots__ = ("_query", "body", "params", "query_args", "raw_body", "stream")
 
     def __init__(
         self, stream: HTTPStream, params: dict[str, Any], body: B, raw_body: bytes
@@ -101,6 +103,7 @@ class RestRequest(Generic[B]):
         self.params = params
         self.body = body
         self.raw_body = raw_body
+        self.query_args: Any = None
         self._query: dict[str, list[str]] | None = None
 
     @property
