@@ -14,8 +14,9 @@ One request goes through these steps, in this order (each can end it with proble
    checked before the handler can change anything;
 6. the handler; its result becomes the response: a value → JSON with the route's
    status, ``None`` → 204, :class:`Response` / :class:`StreamingResponse` as given;
-7. GET/HEAD 200 responses get a strong ``ETag`` and ``If-None-Match`` → 304; bodies of
-   ``gzip_min_size`` bytes or more are gzipped when ``Accept-Encoding`` allows it.
+7. GET/HEAD 200 responses get a strong ``ETag`` (streaming ones only when they give one)
+   and ``If-None-Match`` → 304; textual bodies of ``gzip_min_size`` bytes or more, and
+   textual streaming bodies chunk by chunk, are gzipped when ``Accept-Encoding`` allows.
 
 Any other handler exception is logged on ``netkit.server`` (as ``run_handler`` does) and
 answered with a 500 problem that says nothing about it; once a streaming response has
@@ -38,7 +39,7 @@ from ..http import HTTPStream
 from ..http._stream import error_body
 from ._caching import encode_json, etag_of_bytes, gzip_etag, none_match, quote_etag
 from ._config import RestConfig
-from ._encoding import accepts_gzip, gzip_body, read_body, request_coding
+from ._encoding import GzipStream, accepts_gzip, gzip_body, read_body, request_coding
 from ._idempotency import (
     IdempotencyStore,
     InFlight,
@@ -498,18 +499,51 @@ class RestAPI:
         await stream.respond(status, headers, body)
 
     async def _stream(self, stream: HTTPStream, method: str, result: StreamingResponse) -> None:
+        """Send a streaming response: ETag and 304, gzip chunk by chunk, ``aclose()``."""
         headers = [("content-type", result.content_type), *result.headers]
         if result.cache_control is not None:
             headers.append(("cache-control", result.cache_control))
+        if result.etag is not None:
+            headers.append(("etag", quote_etag(result.etag)))
         body = result.body
         closer = getattr(body, "aclose", None)
         try:
-            await stream.send_headers(result.status, headers)
-            if method != "HEAD" and result.status not in (204, 304):
-                async for chunk in body:
-                    if chunk:
-                        await stream.send_data(chunk)
-            await stream.send_data(b"", end_stream=True)
+            status = result.status
+            sends_body = method != "HEAD" and status not in (204, 304)
+            if status in (204, 304):
+                await stream.send_headers(status, headers, end_stream=True)
+                return
+            req_headers = stream.request.headers
+            etag = next((v for n, v in headers if n == "etag"), None)
+            compressible = _compressible(result.content_type) and not any(
+                n == "content-encoding" for n, _ in headers
+            )
+            if compressible:
+                headers.append(_VARY)
+            if status == 200 and etag is not None and method in ("GET", "HEAD"):
+                inm = req_headers.get("if-none-match")
+                if inm is not None and none_match(inm, etag):
+                    keep = ("etag", "cache-control", "vary", "content-location", "expires")
+                    kept = [(n, v) for n, v in headers if n in keep]
+                    await stream.send_headers(304, kept, end_stream=True)
+                    return
+            gzipper: GzipStream | None = None
+            if compressible and accepts_gzip(req_headers.get("accept-encoding")):
+                gzipper = GzipStream(self.config.gzip_level)
+                headers = [
+                    (n, gzip_etag(v) if n == "etag" else v)
+                    for n, v in headers
+                    if n != "content-length"  # the coded length is not known in advance
+                ]
+                headers.append(("content-encoding", "gzip"))
+            await stream.send_headers(status, headers)
+            if not sends_body:
+                await stream.send_data(b"", end_stream=True)
+                return
+            async for chunk in body:
+                if chunk:
+                    await stream.send_data(chunk if gzipper is None else gzipper.chunk(chunk))
+            await stream.send_data(b"" if gzipper is None else gzipper.end(), end_stream=True)
         finally:
             if closer is not None:
                 await closer()

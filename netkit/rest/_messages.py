@@ -73,7 +73,9 @@ class StreamingResponse:
     """A body produced while it is sent: chunked on HTTP/1.1, DATA frames on HTTP/2.
 
     Each chunk waits for the connection (flow control, the socket) before the next is
-    taken from ``body``, so a slow client slows the producer down.
+    taken from ``body``, so a slow client slows the producer down. A textual or JSON
+    ``content_type`` is gzipped chunk by chunk when the client accepts it. ``etag`` (there
+    is no body to hash in advance) enables ``If-None-Match`` → 304 on GET.
     """
 
     body: AsyncIterable[bytes]
@@ -81,6 +83,7 @@ class StreamingResponse:
     headers: list[tuple[str, str]] = attrs.field(factory=list)
     content_type: str = "application/octet-stream"
     cache_control: str | None = None
+    etag: str | None = None
 
 
 class RestRequest(Generic[B]):
