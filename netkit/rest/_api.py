@@ -4,16 +4,19 @@ One request goes through these steps, in this order (each can end it with proble
 
 1. route: 404 (naming the versions served when ``/vN/`` is unknown), 405 with ``Allow``;
    ``OPTIONS`` answered with ``Allow``; ``HEAD`` served by the ``GET`` endpoint;
-2. body (routes with ``body=``, or any request with ``Idempotency-Key``): 415 for an
+2. query (routes with ``query=``): 422 naming every parameter (``/query/<name>``) that
+   is missing, repeated or does not convert;
+3. body (routes with ``body=``, or any request with ``Idempotency-Key``): 415 for an
    unknown ``Content-Encoding`` or a non-JSON content type, gzip inflated with a bound
    (413), 400 for malformed JSON, 422 naming every field that does not fit the shape;
-3. idempotency (POST and PATCH with ``Idempotency-Key``): replay, 409 or 422;
-4. preconditions (routes with ``etag=``): ``If-Match`` / ``If-None-Match`` → 412,
+4. idempotency (POST and PATCH with ``Idempotency-Key``): replay, 409 or 422;
+5. preconditions (routes with ``etag=``): ``If-Match`` / ``If-None-Match`` → 412,
    checked before the handler can change anything;
-5. the handler; its result becomes the response: a value → JSON with the route's
+6. the handler; its result becomes the response: a value → JSON with the route's
    status, ``None`` → 204, :class:`Response` / :class:`StreamingResponse` as given;
-6. GET/HEAD 200 responses get a strong ``ETag`` and ``If-None-Match`` → 304; bodies of
-   ``gzip_min_size`` bytes or more are gzipped when ``Accept-Encoding`` allows it.
+7. GET/HEAD 200 responses get a strong ``ETag`` (streaming ones only when they give one)
+   and ``If-None-Match`` → 304; textual bodies of ``gzip_min_size`` bytes or more, and
+   textual streaming bodies chunk by chunk, are gzipped when ``Accept-Encoding`` allows.
 
 Any other handler exception is logged on ``netkit.server`` (as ``run_handler`` does) and
 answered with a 500 problem that says nothing about it; once a streaming response has
@@ -26,6 +29,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, overload
+from urllib.parse import parse_qs
 
 import attrs
 import trio
@@ -35,7 +39,7 @@ from ..http import HTTPStream
 from ..http._stream import error_body
 from ._caching import encode_json, etag_of_bytes, gzip_etag, none_match, quote_etag
 from ._config import RestConfig
-from ._encoding import accepts_gzip, gzip_body, read_body, request_coding
+from ._encoding import GzipStream, accepts_gzip, gzip_body, read_body, request_coding
 from ._idempotency import (
     IdempotencyStore,
     InFlight,
@@ -46,8 +50,9 @@ from ._idempotency import (
     fingerprint,
 )
 from ._messages import Problem, Response, RestRequest, StreamingResponse
+from ._query import QueryDecoder
 from ._routing import Found, Router, requested_version
-from ._shapes import Decoder, Errors, Shapes
+from ._shapes import Decoder, Errors, Shapes, ValidationFailed
 
 RestHandler = Callable[[RestRequest[Any]], Awaitable[Any]]
 """``async def handler(request: RestRequest[Body]) -> value | Response | StreamingResponse``"""
@@ -82,6 +87,8 @@ class Endpoint:
     etag: EtagHook | None
     summary: str | None
     tags: tuple[str, ...]
+    query: Any = None
+    query_decoder: QueryDecoder | None = None
 
 
 def _compressible(content_type: str) -> bool:
@@ -144,6 +151,7 @@ class RestAPI:
         handler: None = None,
         *,
         body: Any = None,
+        query: Any = None,
         response: Any = None,
         status: int = 200,
         etag: EtagHook | None = None,
@@ -158,6 +166,7 @@ class RestAPI:
         handler: F,
         *,
         body: Any = None,
+        query: Any = None,
         response: Any = None,
         status: int = 200,
         etag: EtagHook | None = None,
@@ -171,6 +180,7 @@ class RestAPI:
         handler: F | None = None,
         *,
         body: Any = None,
+        query: Any = None,
         response: Any = None,
         status: int = 200,
         etag: EtagHook | None = None,
@@ -181,6 +191,8 @@ class RestAPI:
 
         ``body``: the request shape (an attrs class or any annotation :mod:`._shapes`
         understands); the handler gets the decoded value as ``request.body``.
+        ``query``: an attrs class of typed query parameters (see :mod:`._query`); the
+        handler gets an instance as ``request.query_args``, a misfit gets a 422.
         ``response``: the shape of successful responses (for the OpenAPI document).
         ``status``: the status of a plain returned value (e.g. 201 for a create).
         ``etag``: the resource's current ETag, checked against ``If-Match`` /
@@ -194,10 +206,22 @@ class RestAPI:
             self.shapes.schema(body)  # fail at registration, not when the document is built
         if response is not None:
             self.shapes.schema(response)
+        query_decoder = QueryDecoder(query, self.shapes) if query is not None else None
 
         def register(fn: F) -> F:
             endpoint = Endpoint(
-                method, template, fn, body, decoder, response, status, etag, summary, tuple(tags)
+                method,
+                template,
+                fn,
+                body,
+                decoder,
+                response,
+                status,
+                etag,
+                summary,
+                tuple(tags),
+                query,
+                query_decoder,
             )
             self._router.add(method, template, endpoint)
             self._openapi_body = None
@@ -308,9 +332,12 @@ class RestAPI:
         preread: bytes | None = None
         if self._head_guards or self._body_guards:
             preread = await self._guard(stream, ep, params)
+        query_args = _decode_query(ep, stream) if ep.query_decoder is not None else None
         if ep.decoder is None and method not in _IDEMPOTENT_KEYED:
             raw_body = b"" if preread is None else preread
-            await self._run(stream, method, ep, RestRequest(stream, params, None, raw_body))
+            request = RestRequest(stream, params, None, raw_body)
+            request.query_args = query_args
+            await self._run(stream, method, ep, request)
             return
         wanted = _body_headers(stream)
         key = wanted.get(b"idempotency-key") if method in _IDEMPOTENT_KEYED else None
@@ -325,7 +352,8 @@ class RestAPI:
                 )
             if ep.decoder is not None:
                 value = _decode(ep, raw, wanted.get(b"content-type"))
-        request: RestRequest[Any] = RestRequest(stream, params, value, raw)
+        request = RestRequest(stream, params, value, raw)
+        request.query_args = query_args
         if key is None:
             await self._run(stream, method, ep, request)
             return
@@ -471,18 +499,51 @@ class RestAPI:
         await stream.respond(status, headers, body)
 
     async def _stream(self, stream: HTTPStream, method: str, result: StreamingResponse) -> None:
+        """Send a streaming response: ETag and 304, gzip chunk by chunk, ``aclose()``."""
         headers = [("content-type", result.content_type), *result.headers]
         if result.cache_control is not None:
             headers.append(("cache-control", result.cache_control))
+        if result.etag is not None:
+            headers.append(("etag", quote_etag(result.etag)))
         body = result.body
         closer = getattr(body, "aclose", None)
         try:
-            await stream.send_headers(result.status, headers)
-            if method != "HEAD" and result.status not in (204, 304):
-                async for chunk in body:
-                    if chunk:
-                        await stream.send_data(chunk)
-            await stream.send_data(b"", end_stream=True)
+            status = result.status
+            sends_body = method != "HEAD" and status not in (204, 304)
+            if status in (204, 304):
+                await stream.send_headers(status, headers, end_stream=True)
+                return
+            req_headers = stream.request.headers
+            etag = next((v for n, v in headers if n == "etag"), None)
+            compressible = _compressible(result.content_type) and not any(
+                n == "content-encoding" for n, _ in headers
+            )
+            if compressible:
+                headers.append(_VARY)
+            if status == 200 and etag is not None and method in ("GET", "HEAD"):
+                inm = req_headers.get("if-none-match")
+                if inm is not None and none_match(inm, etag):
+                    keep = ("etag", "cache-control", "vary", "content-location", "expires")
+                    kept = [(n, v) for n, v in headers if n in keep]
+                    await stream.send_headers(304, kept, end_stream=True)
+                    return
+            gzipper: GzipStream | None = None
+            if compressible and accepts_gzip(req_headers.get("accept-encoding")):
+                gzipper = GzipStream(self.config.gzip_level)
+                headers = [
+                    (n, gzip_etag(v) if n == "etag" else v)
+                    for n, v in headers
+                    if n != "content-length"  # the coded length is not known in advance
+                ]
+                headers.append(("content-encoding", "gzip"))
+            await stream.send_headers(status, headers)
+            if not sends_body:
+                await stream.send_data(b"", end_stream=True)
+                return
+            async for chunk in body:
+                if chunk:
+                    await stream.send_data(chunk if gzipper is None else gzipper.chunk(chunk))
+            await stream.send_data(b"" if gzipper is None else gzipper.end(), end_stream=True)
         finally:
             if closer is not None:
                 await closer()
@@ -526,6 +587,22 @@ def _decode(ep: Endpoint, raw: bytes, content_type: str | None) -> Any:
             errors=errors,
         )
     return value
+
+
+def _decode_query(ep: Endpoint, stream: HTTPStream) -> Any:
+    assert ep.query_decoder is not None
+    values = parse_qs(stream.request.query_string, keep_blank_values=True)
+    try:
+        return ep.query_decoder(values)
+    except ValidationFailed as failed:
+        shape = getattr(ep.query, "__name__", str(ep.query))
+        names = ", ".join(e["pointer"] for e in failed.errors[:10])
+        raise Problem(
+            422,
+            f"query parameters do not match {shape}: {names}",
+            title="Query parameters failed validation",
+            errors=failed.errors,
+        ) from None
 
 
 def problem_response(problem: Problem) -> StoredResponse:

@@ -73,7 +73,9 @@ class StreamingResponse:
     """A body produced while it is sent: chunked on HTTP/1.1, DATA frames on HTTP/2.
 
     Each chunk waits for the connection (flow control, the socket) before the next is
-    taken from ``body``, so a slow client slows the producer down.
+    taken from ``body``, so a slow client slows the producer down. A textual or JSON
+    ``content_type`` is gzipped chunk by chunk when the client accepts it. ``etag`` (there
+    is no body to hash in advance) enables ``If-None-Match`` → 304 on GET.
     """
 
     body: AsyncIterable[bytes]
@@ -81,6 +83,7 @@ class StreamingResponse:
     headers: list[tuple[str, str]] = attrs.field(factory=list)
     content_type: str = "application/octet-stream"
     cache_control: str | None = None
+    etag: str | None = None
 
 
 class RestRequest(Generic[B]):
@@ -88,11 +91,13 @@ class RestRequest(Generic[B]):
 
     ``params`` holds the converted path parameters, ``body`` the validated request body
     (an instance of the route's ``body=`` shape; ``None`` when the route declares none),
-    ``raw_body`` the decoded bytes it came from. ``stream`` is the underlying
-    :class:`~netkit.HTTPStream` for anything else.
+    ``raw_body`` the decoded bytes it came from, ``query_args`` the typed query parameters
+    (an instance of the route's ``query=`` class; ``None`` when it declares none) and
+    ``query`` the raw ones. ``stream`` is the underlying :class:`~netkit.HTTPStream` for
+    anything else.
     """
 
-    __slots__ = ("_query", "body", "params", "raw_body", "stream")
+    __slots__ = ("_query", "body", "params", "query_args", "raw_body", "stream")
 
     def __init__(
         self, stream: HTTPStream, params: dict[str, Any], body: B, raw_body: bytes
@@ -101,6 +106,7 @@ class RestRequest(Generic[B]):
         self.params = params
         self.body = body
         self.raw_body = raw_body
+        self.query_args: Any = None
         self._query: dict[str, list[str]] | None = None
 
     @property

@@ -1,12 +1,12 @@
 """The OpenAPI 3.1 document of a :class:`RestAPI`, built from its routes and shapes.
 
 Everything in it comes from registration data: templates (parameters and their
-converters' schemas), ``body=`` and ``response=`` shapes (JSON Schema 2020-12 under
-``components/schemas``), the success status, the handler's docstring (summary and
-description), and the answers the layer itself gives (problem+json for 4xx/5xx, 304 and
-``ETag`` on GET, 412 with ``etag=``, ``Idempotency-Key`` on POST/PATCH). The output is
-deterministic (routes in registration order, no timestamps), so a checked-in copy can be
-compared byte for byte.
+converters' schemas), ``query=`` classes (``in: query`` parameters), ``body=`` and
+``response=`` shapes (JSON Schema 2020-12 under ``components/schemas``), the success
+status, the handler's docstring (summary and description), and the answers the layer
+itself gives (problem+json for 4xx/5xx, 304 and ``ETag`` on GET, 412 with ``etag=``,
+``Idempotency-Key`` on POST/PATCH). The output is deterministic (routes in registration
+order, no timestamps), so a checked-in copy can be compared byte for byte.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def _operation(api: RestAPI, ep: Endpoint, params: list[dict[str, Any]], op_id: 
     if ep.tags:
         op["tags"] = list(ep.tags)
     parameters = list(params)
+    if ep.query_decoder is not None:
+        parameters.extend(ep.query_decoder.openapi_parameters())
     if ep.method in ("POST", "PATCH"):
         parameters.append(
             {
@@ -103,6 +105,12 @@ def _operation(api: RestAPI, ep: Endpoint, params: list[dict[str, Any]], op_id: 
         responses["400"] = _problem("Malformed JSON")
         responses["415"] = _problem("Unsupported content type or encoding")
         responses["422"] = _problem("The body does not match the declared shape")
+    if ep.query_decoder is not None:
+        responses["422"] = _problem(
+            "The query parameters or the body do not match the declared shapes"
+            if ep.body is not None
+            else "A query parameter is missing, repeated or of the wrong type"
+        )
     if params:
         responses["404"] = _problem("No such resource")
     if ep.method in ("POST", "PATCH"):

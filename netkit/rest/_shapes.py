@@ -355,8 +355,8 @@ def _locate_validator_errors(
 
 
 def _validator_message(exc: Exception) -> str:
-    if isinstance(exc, TypeError) and len(exc.args) > 1:
-        return str(exc.args[0])  # attrs' instance_of puts its message first
+    if len(exc.args) > 1 and isinstance(exc.args[0], str):
+        return exc.args[0]  # attrs' instance_of and in_ put their message first
     return str(exc) or type(exc).__name__
 
 

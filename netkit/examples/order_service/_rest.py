@@ -10,6 +10,7 @@ racing with the same ETag cannot both win.
 from __future__ import annotations
 
 import attrs
+from attrs import validators as v
 
 from netkit.rest import Problem, Response, RestAPI, RestRequest
 
@@ -67,6 +68,26 @@ class OrderView:
     version: int
     created_at: float
     updated_at: float
+
+
+@attrs.frozen
+class ListQuery:
+    """The filters and paging of ``GET /v1/orders`` (all optional)."""
+
+    customer_id: str | None = attrs.field(
+        default=None, metadata={"description": "Only this customer's orders."}
+    )
+    status: Status | None = attrs.field(
+        default=None, metadata={"description": "Only orders in this status."}
+    )
+    page_size: int = attrs.field(
+        default=DEFAULT_PAGE_SIZE,
+        validator=[v.ge(1), v.le(MAX_PAGE_SIZE)],
+        metadata={"description": f"Orders per page, 1 to {MAX_PAGE_SIZE}."},
+    )
+    page_token: str | None = attrs.field(
+        default=None, metadata={"description": "The `next_page_token` of the previous page."}
+    )
 
 
 @attrs.frozen
@@ -133,26 +154,16 @@ def add_order_routes(api: RestAPI, store: OrderStore) -> None:
             raise problem(exc) from None
         return Response(view(order), etag=order.etag, cache_control="no-cache")
 
-    @api.get("/v1/orders", response=OrderPage, tags=["orders"])
+    @api.get("/v1/orders", query=ListQuery, response=OrderPage, tags=["orders"])
     async def list_orders(request: RestRequest[None]) -> OrderPage:
         """List orders in creation order, filtered by `customer_id` and `status`, paged
         by `page_size` (default 50, at most 500) and `page_token`."""
-        status_text = request.query_value("status")
-        status = None
-        if status_text:
-            try:
-                status = Status(status_text)
-            except ValueError:
-                known = ", ".join(s.value for s in Status)
-                raise Problem(400, f"status must be one of {known}") from None
-        size_text = request.query_value("page_size") or str(DEFAULT_PAGE_SIZE)
-        token = request.query_value("page_token") or "0"
-        if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
-            raise Problem(400, f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}")
+        args: ListQuery = request.query_args
+        token = args.page_token or "0"
         if not token.isdigit() or len(token) > 18:
             raise Problem(400, "page_token is not one this service gave out")
-        query = Query(request.query_value("customer_id") or None, status)
-        orders, cursor = store.list(query, after=int(token), limit=int(size_text))
+        query = Query(args.customer_id or None, args.status)
+        orders, cursor = store.list(query, after=int(token), limit=args.page_size)
         return OrderPage([view(o) for o in orders], None if cursor is None else str(cursor))
 
     @api.patch("/v1/orders/{order_id}", body=StatusChange, response=OrderView, tags=["orders"])
