@@ -64,6 +64,11 @@ _KNOWN_GOOD_PAIR_SIZE = 256
 
 #: Outbound blocks already prepared (see ``prepare_outbound``), bounded the same way.
 _KNOWN_BLOCKS: dict[tuple[object, ...], tuple[HeaderPair, ...]] = {}
+#: Blocks known but for their per-message values (``_UNIQUE``): the prepared block and
+#: where in it those values go.
+_KNOWN_SHAPES: dict[tuple[object, ...], tuple[tuple[HeaderPair, ...], tuple[int, ...]]] = {}
+#: A proxied request head (forwarding headers, a user agent) is larger than a response's.
+_KNOWN_SHAPE_SIZE = 2048
 _KNOWN_BLOCK_ENTRIES = 256
 _KNOWN_BLOCK_SIZE = 512
 
@@ -216,12 +221,41 @@ def prepare_outbound(
     known = _KNOWN_BLOCKS.get(key)
     if known is not None:
         return list(known)
+    # A block that recurs but for values new on every message (a proxied request with its
+    # request id, a response echoing it) is known by its shape: the rules hold for the
+    # rest as they did, and only those values are checked. This was the largest cost of
+    # a proxied request's head after HPACK.
+    unique = [pair for pair in headers if pair[0] in _UNIQUE]
+    if unique:
+        shape = (client, is_trailer, *[p if p[0] not in _UNIQUE else (p[0],) for p in headers])
+        template = _KNOWN_SHAPES.get(shape)
+        if template is not None:
+            prepared, slots = template
+            out = list(prepared)
+            for slot, (name, value) in zip(slots, unique, strict=True):
+                out[slot] = NeverIndexedHeaderTuple(name, _unique_value(name, value))
+            return out
     out = _prepare_outbound(headers, client=client, is_trailer=is_trailer)
-    if sum(len(name) + len(value) for name, value in out) <= _KNOWN_BLOCK_SIZE:
+    size = sum(len(name) + len(value) for name, value in out)
+    if unique and size <= _KNOWN_SHAPE_SIZE:
+        slots = tuple(i for i, (name, _) in enumerate(out) if name in _UNIQUE)
+        if len(slots) == len(unique):
+            if len(_KNOWN_SHAPES) >= _KNOWN_BLOCK_ENTRIES:
+                _KNOWN_SHAPES.clear()
+            _KNOWN_SHAPES[shape] = (tuple(out), slots)
+    elif not unique and size <= _KNOWN_BLOCK_SIZE:
         if len(_KNOWN_BLOCKS) >= _KNOWN_BLOCK_ENTRIES:
             _KNOWN_BLOCKS.clear()
         _KNOWN_BLOCKS[key] = tuple(out)
     return out
+
+
+def _unique_value(name: bytes, value: bytes) -> bytes:
+    """A per-message value, checked and trimmed as ``_prepare_outbound`` would."""
+    value = value.strip()
+    if value and _BAD_VALUE(value):
+        raise MalformedHeaders(f"invalid value for header {name.decode('latin-1')!r}")
+    return value
 
 
 def _prepare_outbound(

@@ -201,3 +201,59 @@ def test_known_blocks_are_reused_and_stay_bounded() -> None:
     for i in range(3 * rules._KNOWN_BLOCK_ENTRIES):
         rules.prepare_outbound([(b"x-n", str(i).encode())], client=False, is_trailer=True)
     assert len(rules._KNOWN_BLOCKS) <= rules._KNOWN_BLOCK_ENTRIES
+
+
+unique_values = st.binary(max_size=40) | st.sampled_from(
+    [b"0af7651916cd43dd", b" padded ", b"bad\r\nx: y", b"nul\x00", b"", b"\t"]
+)
+
+
+@pytest.mark.parametrize(
+    ("client", "trailer"), [(False, False), (False, True), (True, False), (True, True)]
+)
+@given(
+    block=header_blocks(),
+    names=st.lists(st.sampled_from(sorted(rules._UNIQUE)), min_size=1, max_size=3),
+    positions=st.lists(st.integers(0, 20), min_size=3, max_size=3),
+    rounds=st.lists(st.lists(unique_values, min_size=3, max_size=3), min_size=1, max_size=4),
+)
+def test_blocks_known_but_for_per_message_values_prepare_as_new_ones(
+    client: bool,
+    trailer: bool,
+    block: list[tuple[bytes, bytes]],
+    names: list[bytes],
+    positions: list[int],
+    rounds: list[list[bytes]],
+) -> None:
+    """The same block again and again with new request ids or trace contexts (from its
+    known shape) gives exactly what preparing it from scratch gives: the same list, or
+    the same refusal."""
+    block = [(name.lower(), value) for name, value in block]
+    for values in rounds:
+        this = list(block)
+        for name, at, value in zip(names, positions, values, strict=False):
+            this.insert(min(at, len(this)), (name, value))
+        try:
+            expected = rules._prepare_outbound(this, client=client, is_trailer=trailer)
+        except MalformedHeaders:
+            with pytest.raises(MalformedHeaders):
+                rules.prepare_outbound(this, client=client, is_trailer=trailer)
+            continue
+        got = rules.prepare_outbound(this, client=client, is_trailer=trailer)
+        assert _typed(got) == _typed(expected)
+
+
+def test_a_known_shape_is_reused_with_the_new_values() -> None:
+    head = [(b":status", b"200"), (b"content-type", b"text/plain"), (b"x-request-id", b"a")]
+    rules.prepare_outbound(head, client=False, is_trailer=False)
+    again = [*head[:2], (b"x-request-id", b"b")]
+    assert rules.prepare_outbound(again, client=False, is_trailer=False)[2] == (
+        b"x-request-id",
+        b"b",
+    )
+    shape = (False, False, *head[:2], (b"x-request-id",))
+    assert shape in rules._KNOWN_SHAPES
+    with pytest.raises(MalformedHeaders):
+        rules.prepare_outbound(
+            [*head[:2], (b"x-request-id", b"b\r\nevil: 1")], client=False, is_trailer=False
+        )
