@@ -61,7 +61,7 @@ from h2.errors import ErrorCodes
 from h2.stream import StreamClosedBy
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
 
-from ..errors import ConnectionClosed, LocalProtocolError, StreamReset
+from ..errors import ConnectionClosed, LocalProtocolError, RequestBodyTooLarge, StreamReset
 from ._budget import TokenBucket
 from ._config import ServerConfig
 from ._h2_common import H2Protocol, prepare_outbound
@@ -232,6 +232,24 @@ class H2Stream(HTTPStream):
             await self._readable.wait()
         data, flow_len = self._chunks.popleft()
         self._conn.acknowledge(self.stream_id, flow_len)
+        return data
+
+    async def read_body(self) -> bytes:
+        """The whole body; one that has already arrived (a unary gRPC call, a small POST)
+        is taken in one step instead of chunk by chunk through the async iterator."""
+        if self._too_large or self._received or not self._ended or self._reset_code is not None:
+            return await super().read_body()
+        chunks = self._chunks
+        data = chunks[0][0] if len(chunks) == 1 else b"".join([c for c, _ in chunks])
+        flow = sum([n for _, n in chunks])
+        chunks.clear()
+        if flow:
+            self._conn.acknowledge(self.stream_id, flow)
+        self._received = len(data)
+        if self._received > self._max_body:
+            self._too_large = True
+            raise RequestBodyTooLarge(self._max_body)
+        await trio.lowlevel.checkpoint_if_cancelled()
         return data
 
     # -- response -------------------------------------------------------------------

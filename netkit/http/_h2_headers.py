@@ -217,10 +217,6 @@ def prepare_outbound(
     or validate again. Whole blocks that recur (a gRPC server's response head and its
     ``grpc-status: 0`` trailers) are remembered once prepared.
     """
-    key = (client, is_trailer, *headers)
-    known = _KNOWN_BLOCKS.get(key)
-    if known is not None:
-        return list(known)
     # A block that recurs but for values new on every message (a proxied request with its
     # request id, a response echoing it) is known by its shape: the rules hold for the
     # rest as they did, and only those values are checked. This was the largest cost of
@@ -235,6 +231,11 @@ def prepare_outbound(
             for slot, (name, value) in zip(slots, unique, strict=True):
                 out[slot] = NeverIndexedHeaderTuple(name, _unique_value(name, value))
             return out
+    else:
+        key = (client, is_trailer, *headers)
+        known = _KNOWN_BLOCKS.get(key)
+        if known is not None:
+            return list(known)
     out = _prepare_outbound(headers, client=client, is_trailer=is_trailer)
     size = sum(len(name) + len(value) for name, value in out)
     if unique and size <= _KNOWN_SHAPE_SIZE:

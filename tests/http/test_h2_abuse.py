@@ -916,3 +916,23 @@ async def test_flood_of_malformed_requests_ends_in_enhance_your_calm() -> None:
             await attacker.read_until_closed()
             await assert_prompt_hello(other)
         assert_goaway(attacker, CALM)
+
+
+async def test_bodies_read_whole_give_their_window_back() -> None:
+    """A body that arrived whole is taken in one step (``read_body``'s fast path); its
+    flow-control window must still be handed back, or a connection would stall after
+    64 KiB of such bodies (the connection window with these settings). 40 bodies of
+    8 KiB (5x that window), one by one."""
+    gate = Gate()
+    config = ServerConfig(max_concurrent_streams=2, h2_initial_window_size=16384)
+    async with (
+        running_server(make_app(gate), config) as server,
+        bystander(server, gate),
+        RawH2.connect(server) as client,
+    ):
+        with trio.fail_after(5):
+            for i in range(40):
+                sid = client.request("/upload", "POST", end_stream=False)
+                client.conn.send_data(sid, bytes([i]) * 8192, end_stream=True)
+                await client.flush()
+                assert await client.response(sid) == (200, b"8192")
