@@ -34,7 +34,8 @@ Usage::
 
     python benchmarks/floors/h2_grpc_unary.py record --calls 3000 \
         --request REQ --response RESP --out REC
-    python benchmarks/floors/h2_grpc_unary.py replay --recording REC --response RESP [--idle]
+    python benchmarks/floors/h2_grpc_unary.py replay --recording REC --response RESP \
+        [--idle] [--netkit]
 
 ``REQ`` and ``RESP`` hold one framed request and response message (5-byte gRPC prefix
 and the protobuf bytes); the benchmark writes them from netkit's ``echo_pb2``.
@@ -68,13 +69,24 @@ CLIENT_WINDOW = 2**30 - 1  # h2load's default -w 30 / -W 30
 
 
 class Answerer:
-    """A server connection answering every unary call once its request has ended."""
+    """A server connection answering every unary call once its request has ended.
 
-    def __init__(self, response: bytes) -> None:
+    With ``netkit=True`` the connection is netkit's own ``_ServerProtocol`` (h2 with
+    netkit's caching HPACK encoder and decoder) instead of plain h2.
+    """
+
+    def __init__(self, response: bytes, *, netkit: bool = False) -> None:
         self.response = response
         self.calls = 0
         self.data_bytes = 0
-        self.h2 = h2.connection.H2Connection(SERVER_CONFIG)
+        self.netkit = netkit
+        if netkit:
+            from netkit.http import ServerConfig
+            from netkit.http._h2 import _ServerProtocol
+
+            self.h2 = _ServerProtocol(ServerConfig())
+        else:
+            self.h2 = h2.connection.H2Connection(SERVER_CONFIG)
         self.h2.initiate_connection()
 
     def receive(self, blob: bytes) -> bytes:
@@ -86,6 +98,8 @@ class Answerer:
                 self.h2.send_headers(event.stream_id, RESPONSE_HEADERS)
                 self.h2.send_data(event.stream_id, self.response)
                 self.h2.send_headers(event.stream_id, TRAILERS, end_stream=True)
+                if self.netkit:
+                    self.h2.busy -= 1  # its driver's count of running handlers
                 self.calls += 1
                 self.data_bytes += len(self.response)
         return self.h2.data_to_send()
@@ -159,6 +173,9 @@ def main() -> None:
     rep.add_argument("--recording", type=Path, required=True)
     rep.add_argument("--response", type=Path, required=True)
     rep.add_argument("--idle", action="store_true", help="read the recording, feed nothing")
+    rep.add_argument(
+        "--netkit", action="store_true", help="answer with netkit's _ServerProtocol, not plain h2"
+    )
     args = parser.parse_args()
     if args.step == "record":
         request, response = args.request.read_bytes(), args.response.read_bytes()
@@ -167,7 +184,7 @@ def main() -> None:
         print(json.dumps({"calls": args.calls, "blobs": len(blobs)}))
         return
     blobs = list(read_blobs(args.recording.read_bytes()))
-    server = Answerer(args.response.read_bytes())
+    server = Answerer(args.response.read_bytes(), netkit=args.netkit)
     server.h2.data_to_send()  # its SETTINGS, written once the connection is accepted
     for blob in [] if args.idle else blobs:
         server.receive(blob)
