@@ -51,10 +51,6 @@ class H1ClientConnection:
         self.exchanges = 0
         #: Bytes of the current request's response received so far.
         self._received = 0
-        #: When the current response must have started (the proxy's watchdog reads it).
-        self.answer_by = 0.0
-        #: Set by :meth:`time_out`.
-        self.timed_out = False
 
     @property
     def answered(self) -> bool:
@@ -77,20 +73,6 @@ class H1ClientConnection:
             return self.io.read_now(1) is None
         except _BROKEN:
             return False
-
-    def time_out(self) -> None:
-        """Give up on the current response: a read waiting on it fails at once.
-
-        The proxy's response timeout on plain TCP, run by one watchdog task instead of a
-        cancel scope per request. The connection is closed: a late answer must never be
-        taken for the next request's.
-        """
-        self.timed_out = True
-        self.broken = True
-        fd = self.io.fd
-        if fd >= 0 and isinstance(self.transport, trio.SocketStream):
-            trio.lowlevel.notify_closing(fd)
-            self.transport.socket.close()
 
     # -- bytes ------------------------------------------------------------------------
     async def _write(self, data: bytes) -> None:

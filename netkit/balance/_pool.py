@@ -14,8 +14,6 @@ connections (``max_connections``). Going over one raises :class:`Overloaded` at 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import attrs
 import trio
@@ -118,15 +116,6 @@ class BackendPool:
             raise Overloaded(f"{self.backend.address}: {self.active} requests in flight")
         self.active += 1
 
-    @asynccontextmanager
-    async def request_slot(self) -> AsyncIterator[None]:
-        """Hold one of ``max_requests``; :class:`Overloaded` at once if none is free."""
-        self.take_request_slot()
-        try:
-            yield
-        finally:
-            self.active -= 1
-
     # -- HTTP/2 ---------------------------------------------------------------------
     async def h2(self) -> H2ClientConnection:
         """The backend's multiplexed connection, (re)opened if needed."""
@@ -183,9 +172,9 @@ class BackendPool:
                 trio.current_time() - conn.idle_since < _FRESH or conn.still_open()
             ):
                 return conn
-            await self._discard(conn)
+            self._drop(conn)
         if fresh and self._idle and self.connections >= self.limits.max_connections:
-            await self._discard(self._idle.pop(0))  # room for the new one: the oldest goes
+            self._drop(self._idle.pop(0))  # room for the new one: the oldest goes
         if self.connections >= self.limits.max_connections:
             if self.pending >= self.limits.max_pending:
                 raise Overloaded(f"{self.backend.address}: {self.pending} requests waiting")
@@ -219,20 +208,14 @@ class BackendPool:
             self._idle.append(conn)
             self._freed.set()
             return
+        self._drop(conn)
+
+    def _drop(self, conn: H1ClientConnection) -> None:
+        """No longer one of ours: its slot is free now, and it closes in the pool's nursery."""
         self.connections -= 1
         self._freed.set()
         conn.broken = True
         self._nursery.start_soon(conn.aclose)
-
-    def forget_h1(self, conn: H1ClientConnection) -> None:
-        """A connection taken over for a tunnel: it no longer counts against the pool."""
-        self.connections -= 1
-        self._freed.set()
-
-    async def _discard(self, conn: H1ClientConnection) -> None:
-        self.connections -= 1
-        self._freed.set()
-        await conn.aclose()
 
     async def aclose(self) -> None:
         """The backend left: close idle connections; the HTTP/2 one retires when idle."""
@@ -241,5 +224,5 @@ class BackendPool:
             self._h2_done.set()
         idle, self._idle = self._idle, []
         for conn in idle:
-            await self._discard(conn)
+            self._drop(conn)
         await trio.lowlevel.checkpoint()

@@ -199,8 +199,6 @@ class ReverseProxy:
         self._h1_ssl_context = h1_ssl_context
         self._pools: dict[Backend, BackendPool] = {}
         self._nursery: trio.Nursery | None = None
-        #: HTTP/1.1 exchanges on plain TCP waiting for their response head.
-        self._waiting: set[H1ClientConnection] = set()
         #: Counters for tests and metrics: attempts, retries, local answers.
         self.attempts = 0
         self.retries = 0
@@ -214,24 +212,7 @@ class ReverseProxy:
             self.balancer.add_listener(self._membership)
             await nursery.start(self.balancer.run)
             task_status.started(self)
-            await self._watch_responses()
-
-    async def _watch_responses(self) -> None:
-        """The response timeout of HTTP/1.1 exchanges on plain TCP.
-
-        One task looks at the waiting exchanges four times per ``response_timeout`` (at
-        most once a second) and times out the late ones, instead of a cancel scope per
-        request: entering and leaving one cost about 3 % of a proxied request. A late
-        response is noticed between ``response_timeout`` and a quarter (or a second)
-        after it.
-        """
-        tick = min(1.0, self.config.response_timeout / 4)
-        while True:
-            await trio.sleep(tick)
-            now = trio.current_time()
-            for conn in [c for c in self._waiting if c.answer_by <= now]:
-                self._waiting.discard(conn)
-                conn.time_out()
+            await trio.sleep_forever()
 
     def _membership(self, change: MembershipChange) -> None:
         assert self._nursery is not None
@@ -725,10 +706,9 @@ class ReverseProxy:
                         result = await self._relay_response_h1(
                             stream, conn, request_id, retryable, next_backend
                         )
-                    except _UpstreamError:
-                        if conn.timed_out or not (
-                            retryable and conn.exchanges > 1 and not conn.answered
-                        ):
+                    except _UpstreamError as exc:
+                        closed = isinstance(exc.__cause__, ConnectionClosed)
+                        if not (closed and retryable and conn.exchanges > 1 and not conn.answered):
                             raise
                         # The keep-alive race: the backend closed a connection it found
                         # idle just as this request went out on it. Nothing came back,
@@ -777,22 +757,10 @@ class ReverseProxy:
 
     async def _h1_head(self, conn: H1ClientConnection) -> tuple[int, Headers]:
         """The response head, within ``response_timeout`` (504 after it)."""
-        late = _UpstreamError(Outcome.LOCAL_FAILURE, 504, "the backend did not answer in time")
-        if conn.io.fd < 0:  # TLS: no watchdog (see _watch_responses), a scope
-            with trio.move_on_after(self.config.response_timeout) as head_scope:
-                return await _up(conn.receive_head())
-            assert head_scope.cancelled_caught
-            raise late
-        conn.answer_by = trio.current_time() + self.config.response_timeout
-        self._waiting.add(conn)
-        try:
+        with trio.move_on_after(self.config.response_timeout):
             return await _up(conn.receive_head())
-        except _UpstreamError as exc:
-            if conn.timed_out:
-                raise late from exc
-            raise
-        finally:
-            self._waiting.discard(conn)
+        conn.broken = True  # a late answer must never be taken for the next request's
+        raise _UpstreamError(Outcome.LOCAL_FAILURE, 504, "the backend did not answer in time")
 
     async def _relay_response_h1(
         self,

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 import netkit
-from netkit.balance import Backend, Balancer, ReverseProxy, StaticBackends, _pool
+from netkit.balance import Backend, Balancer, ProxyConfig, ReverseProxy, StaticBackends, _pool
 from netkit.grpc import open_channel
 from netkit.http import H2ClientConnection, ServerConfig
 from netkit.protos.echo.v1 import echo_pb2
@@ -50,8 +50,11 @@ async def test_auto_sends_grpc_over_http2() -> None:
             assert await call.recv_message() is None
 
 
-async def _proxy_to(port: int, **backend: object) -> ReverseProxy:
-    return ReverseProxy(Balancer(StaticBackends([Backend("127.0.0.1", port, **backend)])))  # type: ignore[arg-type]
+async def _proxy_to(
+    port: int, config: ProxyConfig | None = None, **backend: object
+) -> ReverseProxy:
+    backends = StaticBackends([Backend("127.0.0.1", port, **backend)])  # type: ignore[arg-type]
+    return ReverseProxy(Balancer(backends), config)
 
 
 async def test_a_connection_the_backend_closed_while_idle_is_not_reused(
@@ -111,13 +114,14 @@ async def test_chunked_responses_and_their_trailers_are_relayed(te: bool) -> Non
 @asynccontextmanager
 async def _behind_proxy(
     handle: Callable[[trio.SocketStream], Awaitable[None]],
+    config: ProxyConfig | None = None,
 ) -> AsyncIterator[str]:
     """A raw TCP backend running ``handle`` per connection, an HTTP/1.1-only proxy in
     front of it: the URL of ``/x`` on the proxy."""
     async with trio.open_nursery() as nursery:
         serve = functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1")
         listeners = await nursery.start(serve)
-        proxy = await _proxy_to(listeners[0].socket.getsockname()[1], protocol="h1")
+        proxy = await _proxy_to(listeners[0].socket.getsockname()[1], config, protocol="h1")
         await nursery.start(proxy.run)
         async with running_server(proxy) as front:
             yield f"http://127.0.0.1:{front.port}/x"
@@ -180,3 +184,30 @@ async def test_the_keep_alive_race_is_retried_on_a_new_connection_when_repeatabl
         r = await client.request(method, url)
         assert r.status_code == status
     assert connections == (2 if status == 200 else 1)
+
+
+async def test_a_backend_that_does_not_answer_a_reused_connection_is_not_retried() -> None:
+    """The response timeout on a kept-alive connection is a 504, not the keep-alive race:
+    nothing is sent again, even for a GET (the backend may be working on it)."""
+    connections = 0
+    second = trio.Event()
+
+    async def handle(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        data = b""
+        while data.count(b"\r\n\r\n") < 1:
+            data += await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        while data.count(b"\r\n\r\n") < 2:
+            data += await stream.receive_some(65536)
+        second.set()
+        await trio.sleep_forever()  # read, never answered
+
+    config = ProxyConfig(response_timeout=0.3, max_retries=0)
+    async with _behind_proxy(handle, config) as url, httpx.AsyncClient(timeout=5) as client:
+        assert (await client.get(url)).status_code == 200
+        r = await client.get(url)
+        assert second.is_set()
+        assert r.status_code == 504 and "in time" in r.json()["detail"]
+    assert connections == 1
