@@ -257,3 +257,14 @@ def test_a_known_shape_is_reused_with_the_new_values() -> None:
         rules.prepare_outbound(
             [*head[:2], (b"x-request-id", b"b\r\nevil: 1")], client=False, is_trailer=False
         )
+
+
+def test_known_shapes_stay_bounded_and_large_ones_are_not_kept() -> None:
+    for i in range(3 * rules._KNOWN_BLOCK_ENTRIES):
+        head = [(b":status", b"200"), (b"x-n", str(i).encode()), (b"x-request-id", b"r")]
+        rules.prepare_outbound(head, client=False, is_trailer=False)
+    assert len(rules._KNOWN_SHAPES) <= rules._KNOWN_BLOCK_ENTRIES
+    rules._KNOWN_SHAPES.clear()
+    big = [(b":status", b"200"), (b"x-big", b"v" * rules._KNOWN_SHAPE_SIZE)]
+    rules.prepare_outbound([*big, (b"x-request-id", b"r")], client=False, is_trailer=False)
+    assert not rules._KNOWN_SHAPES

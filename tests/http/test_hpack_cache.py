@@ -13,6 +13,7 @@ from hpack import Decoder, Encoder, HPACKDecodingError, NeverIndexedHeaderTuple
 from hypothesis import given
 from hypothesis import strategies as st
 
+from netkit.http import _hpack
 from netkit.http._hpack import CachingDecoder, CachingEncoder
 
 NAMES = [b":method", b":path", b"content-type", b"x-request-id", b"via", b"x-long", b"cookie"]
@@ -103,3 +104,11 @@ def test_recurring_block_is_decoded_once() -> None:
     decoder.decode(b"\x20", raw=True)
     with pytest.raises(HPACKDecodingError):
         decoder.decode(indexed, raw=True)
+
+
+def test_remembered_blocks_stay_bounded() -> None:
+    decoder = CachingDecoder()
+    for i in range(1, 62):  # blocks of static-table indexes: they never change the table
+        for j in range(1, 6):
+            decoder.decode(bytes([0x80 | i, 0x80 | j]), raw=True)
+    assert 0 < len(decoder._blocks) <= _hpack._MAX_BLOCKS

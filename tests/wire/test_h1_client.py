@@ -332,3 +332,13 @@ def test_an_http10_response_is_the_connections_last() -> None:
     events, ended = _parse(parser, [b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\na"], eof=False)
     assert ended and events[1] == b"a"
     assert not parser.reusable
+
+
+def test_a_trailer_section_is_bounded_like_a_head() -> None:
+    parser = ResponseParser(max_head_size=1024)
+    parser.start(b"GET")
+    parser.feed(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n")
+    parser.feed(b"x-t: " + b"v" * 2000 + b"\r\n")
+    with pytest.raises(ResponseError, match="trailer section exceeds"):
+        while parser.next_event() is not NEED_DATA:
+            pass
