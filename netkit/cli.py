@@ -248,8 +248,10 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
     sys.path.insert(0, ".")
+    if args.client_ca and not args.certfile:
+        parser.error("--client-ca goes with --certfile and --keyfile")
     app = load_app(args.app)
-    ssl_context = _server_ssl_context(args.certfile, args.keyfile)
+    ssl_context = _server_ssl_context(args.certfile, args.keyfile, args.client_ca)
     scheme = "https" if ssl_context else "http"
     return _run_server(
         app,
@@ -269,7 +271,9 @@ def _interop_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         parser.error("--certfile/--keyfile are only used with --use_tls")
     from .grpc.interop.server import interop_app
 
-    ssl_context = _server_ssl_context(args.certfile, args.keyfile) if args.use_tls else None
+    ssl_context = (
+        _server_ssl_context(args.certfile, args.keyfile, args.client_ca) if args.use_tls else None
+    )
     return _run_server(
         interop_app(), args, ssl_context, lambda server: f"netkit interop server on {server.port}"
     )
@@ -301,6 +305,8 @@ def _run_server(
 def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
+    if args.client_ca and not args.certfile:
+        parser.error("--client-ca goes with --certfile and --keyfile")
     from .balance import (
         Backend,
         BackendSource,

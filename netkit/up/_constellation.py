@@ -200,7 +200,6 @@ class Constellation:
     async def run(
         self,
         *,
-        status: StatusView | None = None,
         task_status: trio.TaskStatus[Constellation] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         config = self.config
@@ -230,11 +229,10 @@ class Constellation:
             )
             self.obs.watch_balancer(self.proxy.balancer, self.proxy)
             await nursery.start(self.proxy.run)
-            # the source's first snapshots make every instance a member (the balancer has
-            # no event for it: poll briefly, once, at start-up)
+            # the source's first snapshots make every instance a member
             with trio.fail_after(10):
-                while len(self.proxy.balancer.lb.members) < config.instances:  # noqa: ASYNC110
-                    await trio.sleep(0.02)
+                while len(self.proxy.balancer.lb.members) < config.instances:
+                    await self.proxy.balancer.wait_changed()
             self.balancer_server = await nursery.start(
                 partial(
                     serve,
@@ -246,8 +244,6 @@ class Constellation:
                     ssl_context=self.tls_server,
                 )
             )
-            if status is not None:
-                nursery.start_soon(self.show_status, status)
             task_status.started(self)
             await self.balancer_server.wait_shutdown()
             await self._stop_inside()

@@ -173,6 +173,42 @@ async def test_balancer_requires_client_certificates_with_client_ca(tmp_path: Pa
     assert behaviour.seen_headers[0]["x-forwarded-proto"] == "https"
 
 
+async def test_serve_requires_client_certificates_with_client_ca(tmp_path: Path) -> None:
+    """``netkit serve --certfile --keyfile --client-ca``: the CA is not ignored."""
+    ca = trustme.CA()
+    ca_path = pki.ca_file(ca, tmp_path)
+    server = pki.write(pki.server_cert(ca), tmp_path, "server")
+    client = pki.write(pki.client_cert(ca, "curl.netkit.test"), tmp_path, "client")
+    args = [*NETKIT, "serve", "netkit.examples.hello:app", "--port", "0"]
+    args += ["--certfile", str(server.cert), "--keyfile", str(server.key)]
+    args += ["--client-ca", str(ca_path)]
+    async with trio.open_nursery() as nursery:
+        run = partial(
+            trio.run_process,
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
+            cwd=str(ROOT),
+        )
+        process: trio.Process = await nursery.start(run)
+        try:
+            assert process.stdout is not None
+            output = Lines()
+            nursery.start_soon(output.pump, process.stdout)
+            with trio.fail_after(10):
+                line = await output.wait_for("netkit serving")
+            url = line.split()[-1] + "/hello"
+            with trio.fail_after(20):
+                mine = ["--cert", str(client.cert), "--key", str(client.key)]
+                assert (await curl(ca_path, url, *mine)).startswith(b'{"message"')
+                bare = [tool("curl"), "-s", "--max-time", "5", "--cacert", str(ca_path), url]
+                refused = await run_tool(bare, check=False)
+                assert refused.returncode not in (0, 60) and not refused.stdout, refused
+        finally:
+            process.kill()
+
+
 @pytest.mark.timeout(30)
 def test_netkit_up_tls_curl_with_the_printed_ca() -> None:
     process = subprocess.Popen(
