@@ -76,16 +76,10 @@ class H1ClientConnection:
 
     # -- bytes ------------------------------------------------------------------------
     async def _write(self, data: bytes) -> None:
-        io = self.io
         try:
-            if io.fd >= 0:
-                sent = io.write_now(data)
-                if sent == len(data):
-                    await io.after_write(sent)
-                    return
-                data = data[sent:]
-                io.slow_write()
-            await self.transport.send_all(data)
+            rest = await self.io.write(data)
+            if rest:
+                await self.transport.send_all(rest)
         except _BROKEN as exc:
             self.broken = True
             raise ConnectionClosed(f"the backend connection broke: {exc}") from exc

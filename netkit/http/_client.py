@@ -101,7 +101,7 @@ from ..errors import (
 )
 from ._client_config import ClientConfig
 from ._direct import DirectIO
-from ._h2_common import H2Protocol, prepare_outbound
+from ._h2_common import H2Protocol, prepare_outbound, take_chunks
 from ._h2_headers import MalformedHeaders, check_response
 from ._h2_settings import CompactSettings
 from ._headers import HeaderPair, Headers, HeadersLike, normalize
@@ -423,16 +423,9 @@ class ClientStream:
         """
         if not self._ended or self._recv_failure is not None:
             return None
-        chunks = self._chunks
-        if not chunks:
-            body = b""
-        elif len(chunks) == 1:
-            body, flow = chunks[0]
+        body, flow = take_chunks(self._chunks)
+        if flow:
             self._conn._acknowledge(self.stream_id, flow)
-        else:
-            body = b"".join(data for data, _ in chunks)
-            self._conn._acknowledge(self.stream_id, sum(n for _, n in chunks))
-        chunks.clear()
         self._maybe_release()
         return body
 

@@ -61,9 +61,24 @@ class DirectIO:
             self._unyielded = 0
             await trio.lowlevel.checkpoint()
 
-    def slow_write(self) -> None:
-        """A write went the slow way (it waited): the yield budget starts afresh."""
-        self._unyielded = 0
+    async def write(self, data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+        """The fast path of a write: what the kernel takes at once, with its checkpoint.
+
+        Returns what is left for the caller's slow path (its own timeout and error
+        mapping): nothing in the usual case, all of ``data`` where the direct path does
+        not apply. Raises as :meth:`write_now` does.
+        """
+        if not data:
+            await trio.lowlevel.checkpoint()
+            return b""
+        if self.fd < 0:
+            return data
+        sent = self.write_now(data)
+        if sent == len(data):
+            await self.after_write(sent)
+            return b""
+        self._unyielded = 0  # it will wait: the yield budget starts afresh
+        return memoryview(data)[sent:]
 
     def read_now(self, max_bytes: int) -> bytes | None:
         """One read after readability was signalled; None if it would block after all."""

@@ -236,23 +236,18 @@ class H11Connection:
     # connection (there is nothing to answer on a connection whose peer stalls), and the
     # hot path pays for no extra cancel scopes.
     async def send_bytes(self, data: bytes) -> None:
-        io = self.io
-        if io.fd >= 0 and data:
-            # The usual case: the kernel takes the whole response at once (_direct).
-            try:
-                sent = io.write_now(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise ConnectionClosed("could not write the response") from exc
-            if sent == len(data):
-                await io.after_write(sent)
-                return
-            data = data[sent:]
-            io.slow_write()
+        # The usual case: the kernel takes the whole response at once (_direct).
+        try:
+            rest = await self.io.write(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionClosed("could not write the response") from exc
+        if not rest:
+            return
         scope = self._scope
         saved = scope.deadline
         scope.deadline = trio.current_time() + self.config.write_timeout
         try:
-            await self.transport.send_all(data)
+            await self.transport.send_all(rest)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionClosed("could not write the response") from exc
         finally:

@@ -64,7 +64,7 @@ from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
 from ..errors import ConnectionClosed, LocalProtocolError, RequestBodyTooLarge, StreamReset
 from ._budget import TokenBucket
 from ._config import ServerConfig
-from ._h2_common import H2Protocol, prepare_outbound
+from ._h2_common import H2Protocol, prepare_outbound, take_chunks
 from ._h2_headers import MalformedHeaders, check_trailers, split_request
 from ._h2_settings import CompactSettings
 from ._headers import Headers, HeadersLike, normalize
@@ -239,10 +239,7 @@ class H2Stream(HTTPStream):
         is taken in one step instead of chunk by chunk through the async iterator."""
         if self._too_large or self._received or not self._ended or self._reset_code is not None:
             return await super().read_body()
-        chunks = self._chunks
-        data = chunks[0][0] if len(chunks) == 1 else b"".join([c for c, _ in chunks])
-        flow = sum([n for _, n in chunks])
-        chunks.clear()
+        data, flow = take_chunks(self._chunks)
         if flow:
             self._conn.acknowledge(self.stream_id, flow)
         self._received = len(data)

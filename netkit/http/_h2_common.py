@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import h2.config
@@ -101,6 +102,18 @@ class H2Protocol(h2.connection.H2Connection):
         if held < self.local_settings.max_concurrent_streams and held < _WALK_EVERY:
             return held
         return super().open_inbound_streams
+
+
+def take_chunks(chunks: deque[tuple[bytes, int]]) -> tuple[bytes, int]:
+    """All of a stream's buffered body at once: (the bytes, their flow-controlled length),
+    the buffer left empty. The flow is the caller's to hand back to the windows."""
+    if len(chunks) == 1:
+        data, flow = chunks[0]
+    else:
+        data = b"".join([c for c, _ in chunks])
+        flow = sum([n for _, n in chunks])
+    chunks.clear()
+    return data, flow
 
 
 def prepare_outbound(

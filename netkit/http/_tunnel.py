@@ -101,16 +101,11 @@ class ConnectionTunnel(trio.abc.HalfCloseableStream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise trio.ClosedResourceError("tunnel closed")
-        io = self._io
-        if io.fd >= 0 and data:
-            sent = io.write_now(data)
-            if sent == len(data):
-                await io.after_write(sent)
-                return
-            data = memoryview(data)[sent:]
-        io.slow_write()
+        rest = await self._io.write(data)
+        if not rest:
+            return
         try:
-            await self._send_bytes(bytes(data))
+            await self._send_bytes(bytes(rest))
         except ConnectionClosed as exc:
             raise trio.BrokenResourceError("connection lost") from exc
 
