@@ -62,7 +62,7 @@ class EventsClient:
         #: An auth provider (``netkit.rest.AuthProvider``: ``await auth.headers()``),
         #: asked before every connection, so a reconnect carries a fresh token.
         self.auth = auth
-        self.headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        self.headers = _encode_headers(headers)
         self.ssl_context = ssl_context
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -200,14 +200,12 @@ class EventsClient:
 
     async def _connect_and_serve(self, task_status: trio.TaskStatus[EventsClient] | None) -> None:
         async with trio.open_nursery() as nursery:
-            headers = self.headers
-            if self.auth is not None:
-                extra = await self.auth.headers()
-                headers = [
-                    *headers,
-                    *((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()),
-                ]
+            # The token provider is part of connecting: a hanging one times out like a
+            # hanging server, and the reconnect loop carries on.
             with trio.fail_after(self.connect_timeout):
+                headers = self.headers
+                if self.auth is not None:
+                    headers = [*headers, *_encode_headers((await self.auth.headers()).items())]
                 ws = await trio_websocket.connect_websocket_url(
                     nursery,
                     self.url,
@@ -289,6 +287,11 @@ _RETRIED = (
     trio.TooSlowError,
     OSError,
 )
+
+
+def _encode_headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header pairs as trio-websocket takes them (HTTP field values are latin-1)."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
 
 
 def _single(error: BaseException) -> BaseException:

@@ -98,6 +98,10 @@ _READ_SIZE = 64 * 1024
 _HANDOFF = 0.02
 #: The writer stops adding queued messages to one write past this many bytes.
 _BATCH = 256 * 1024
+#: Pongs waiting for the writer: at this many, reading stops until the writer has sent
+#: them, so a peer that pings without reading cannot grow the queue (one pong per ping,
+#: never coalesced).
+_MAX_PENDING_PONGS = 64
 
 WebSocketHandler = Callable[["WebSocket"], Awaitable[None]]
 """What an endpoint runs once per connection: ``async def handler(ws) -> None``."""
@@ -181,6 +185,9 @@ class WebSocket:
         # Writing.
         self._encode_here = not handshake.extensions
         self._control: deque[bytes] = deque()
+        self._control_wake: trio.Event | None = None
+        #: Complete frames left in ``_rx`` by the pong bound: the next read takes them first.
+        self._held = False
         self._outbox: deque[str | bytes] = deque()
         self._outbox_wake = trio.Event()
         self._overflowed = False
@@ -209,6 +216,8 @@ class WebSocket:
                     if self._reading:  # the reader task holds the stream: it delivers
                         self._inbox_wake = trio.Event()
                         await self._inbox_wake.wait()
+                    elif len(self._control) >= _MAX_PENDING_PONGS:
+                        await self._pongs_sent()
                     else:
                         await self._read(in_handler=True)
             finally:
@@ -372,6 +381,7 @@ class WebSocket:
                     return
             finally:
                 self._release()
+                self._wake_pong_waiters()
 
     # -- reading --------------------------------------------------------------------
     def _wake_receiver(self) -> None:
@@ -383,41 +393,60 @@ class WebSocket:
             self._left.set()
         if self._reader_wake is not None:
             self._reader_wake.set()
+        self._wake_pong_waiters()
+
+    def _wake_pong_waiters(self) -> None:
+        if self._control_wake is not None:
+            self._control_wake.set()
+            self._control_wake = None
+
+    async def _pongs_sent(self) -> None:
+        """Wait until the writer has taken the queued pongs (or the connection closes)."""
+        while len(self._control) >= _MAX_PENDING_PONGS and not self._close_sent:
+            if self._control_wake is None:
+                self._control_wake = trio.Event()
+            await self._control_wake.wait()
 
     async def _read(self, *, in_handler: bool) -> None:
         """Read once and act on what came; only one task reads at a time."""
-        self._reading = True
-        try:
-            if not in_handler:
-                data = await self._tunnel.receive_some(max(self._need, self._hint))
-            elif self._interruptible is not None:
-                # Interrupted once our close frame is out, so that the handler sees the
-                # close at once and the reader task takes over the lingering reads.
-                self._handler_reading = True
-                try:
-                    data = await self._tunnel.receive_some(max(self._need, self._hint))
-                except ReceiveInterrupted:
-                    return
-                finally:
-                    self._handler_reading = False
-            else:  # the same with a cancel scope, for other transports
-                maybe: bytes | bytearray | None = None
-                with trio.CancelScope() as self._read_scope:
-                    maybe = await self._tunnel.receive_some(max(self._need, self._hint))
-                self._read_scope = None
-                if maybe is None:
-                    return
-                data = maybe
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        data: bytes | bytearray
+        if self._held:  # complete frames the pong bound left buffered: those first
+            self._held = False
+            await trio.lowlevel.checkpoint()
             data = b""
-        finally:
-            self._reading = False
-            if self._read_free is not None:
-                self._read_free.set()
-                self._read_free = None
-        if not data:
-            self._finish(1006, "connection dropped without a close frame")
-            return
+        else:
+            self._reading = True
+            try:
+                if not in_handler:
+                    data = await self._tunnel.receive_some(max(self._need, self._hint))
+                elif self._interruptible is not None:
+                    # Interrupted once our close frame is out, so that the handler sees
+                    # the close at once and the reader task takes over the lingering reads.
+                    self._handler_reading = True
+                    try:
+                        data = await self._tunnel.receive_some(max(self._need, self._hint))
+                    except ReceiveInterrupted:
+                        return
+                    finally:
+                        self._handler_reading = False
+                else:  # the same with a cancel scope, for other transports
+                    maybe: bytes | bytearray | None = None
+                    with trio.CancelScope() as self._read_scope:
+                        maybe = await self._tunnel.receive_some(max(self._need, self._hint))
+                    self._read_scope = None
+                    if maybe is None:
+                        return
+                    data = maybe
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            finally:
+                self._reading = False
+                if self._read_free is not None:
+                    self._read_free.set()
+                    self._read_free = None
+            if not data:
+                self._finish(1006, "connection dropped without a close frame")
+                return
         close = self._feed(data)
         if self._control:
             self._outbox_wake.set()  # pongs for the writer
@@ -525,6 +554,11 @@ class WebSocket:
                 if close is not None:
                     pos = end  # nothing after a close frame (or a failure) counts
                     break
+                if len(self._control) >= _MAX_PENDING_PONGS and pos < end:
+                    # Enough pongs queued: the rest waits in _rx until the writer sent them.
+                    self._held = True
+                    self._need = 0
+                    break
             else:
                 self._need = 0
         finally:
@@ -601,6 +635,8 @@ class WebSocket:
                     self._reader_wake = trio.Event()
                     await self._reader_wake.wait()
                 self._reader_wake = None
+                if len(self._control) >= _MAX_PENDING_PONGS:
+                    await self._pongs_sent()  # the peer is not reading our pongs
                 while self._reading:
                     self._read_free = trio.Event()
                     await self._read_free.wait()
@@ -660,6 +696,7 @@ class WebSocket:
         self._closing.set()
         self._finished.set()
         self._wake_receiver()
+        self._wake_pong_waiters()
         self._stop_handler_read()
 
     async def _run_handler(self, handler: WebSocketHandler) -> None:
