@@ -27,6 +27,9 @@ Usage::
 
     .venv/bin/python benchmarks/balancer_run.py [--part overhead|cpu|instructions|tail|all]
         [--duration 10] [--requests 20000] [--json out.json] [--svg docs/balancer-tail.svg]
+        [--protocols http/1.1,h2c,grpc-unary]
+
+``--protocols``: the protocols of (a) and of ``--part instructions`` (default all three).
 
 ``--quick`` is ``netkit bench --quick``'s smoke selection (``QUICK``: ``--part
 overhead``, HTTP/1.1 only, one second each way).

@@ -20,9 +20,11 @@ h2load did every call, none failed or errored, every status was 2xx and the resp
 DATA adds up to every call's whole answer: a gRPC call that fails is still HTTP 200,
 but it sends no messages, so its bytes would be missing.
 
-The servers are stopped with SIGINT, except grpclib, whose app shuts down on SIGTERM
-(``apps/grpclib_echo.py``).  grpcio's threads are counted: callgrind adds up the
-threads of a process.
+The servers are stopped with SIGINT, except two stopped with SIGTERM (``STOP_SIGNALS``):
+grpclib, whose app shuts down on SIGTERM only (``apps/grpclib_echo.py``), and purerpc,
+which under valgrind did not exit on SIGINT, while SIGTERM's default action ends it at
+once (callgrind still writes its counts).  grpcio's threads are counted: callgrind adds
+up the threads of a process.
 
 One more row, ``h2-floor``, is h2 alone (``floors/h2_grpc_unary.py``): a client's bytes
 for the same unary calls are recorded once, then replayed under callgrind into a fresh

@@ -15,9 +15,10 @@ requests/s, the median of the per-round ratios (metrics / off) and the verdict a
 the 5 % budget. HTTP/1.1 load comes from wrk, h2c from h2load, with run.py's settings.
 
 Throughput on a shared 2-vCPU machine moves 15-20 % between runs; when the ratios are
-that noisy, count instructions instead: ``instructions.py``'s method (callgrind,
-instructions per request = loaded minus idle, over N requests) applies unchanged to the
-two commands above; it is not automated here (about 17 minutes per variant).
+that noisy, count instructions instead, with ``instructions.py``'s method (callgrind,
+instructions per request = loaded minus idle, over N requests): this script does not,
+``benchmarks/icount_http1.sh`` runs that count on ``benchmarks/apps/hello_observed.py``
+with and without ``--metrics`` (docs/benchmarks.md, *Metrics cost*).
 
 Usage::
 
