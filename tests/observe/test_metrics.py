@@ -186,3 +186,22 @@ async def test_series_are_bounded() -> None:
         obs.metrics.series("http", "GET", f"/r{i}", 200).count += 1
     assert len(obs.metrics.requests) == 4  # three, then one overflow series
     assert obs.metrics.requests["http", "GET", "<overflow>", 200].count == 7
+
+
+def test_peer_chosen_error_codes_are_bounded() -> None:
+    # The peer picks an RST_STREAM or GOAWAY code: any 32-bit number.
+    obs = Observability(max_series=3)
+    for code in range(100):
+        obs.reset("received", code)
+        obs.goaway("received", code)
+    assert obs.metrics.resets == {("received", 0): 1, ("received", 1): 1, ("received", 2): 1}
+    assert len(obs.metrics.goaways) == 3
+    obs.reset("received", 1)  # a code already seen is still counted
+    assert obs.metrics.resets["received", 1] == 2
+
+
+def test_message_routes_are_bounded() -> None:
+    obs = Observability(max_series=3)
+    for i in range(10):
+        obs.metrics.message("grpc", f"/r{i}", "received")
+    assert len(obs.metrics.messages) == 3
