@@ -162,7 +162,7 @@ class Observability:
         series = metrics.series(stream.protocol, request.method, stream.route, status)
         series.count += 1
         series.latency.observe(duration)
-        series.bytes_in += stream._received
+        series.bytes_in += stream.bytes_received
         series.bytes_out += stream.bytes_sent
         kind = _LIMIT_STATUSES.get(status)
         if kind is not None:
@@ -261,7 +261,7 @@ def _log_access(stream: HTTPStream, ex: Exchange, duration: float, status: int |
             "status": stream.status,
             "outcome": stream.outcome,
             "duration_ms": round(duration * 1000.0, 3),
-            "bytes_in": stream._received,
+            "bytes_in": stream.bytes_received,
             "bytes_out": stream.bytes_sent,
             "principal": str(principal) if principal is not None else "-",
             "http_version": request.http_version,
