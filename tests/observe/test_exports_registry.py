@@ -42,4 +42,4 @@ async def test_registry_instances_heartbeats_expirations_watchers(autojump_clock
     assert value(samples, "netkit_registry_expirations_total") == 4
     assert value(samples, "netkit_registry_instances", service="orders", health="critical") == 3
     assert value(samples, "netkit_registry_instances", service="users", health="critical") == 1
-    assert value(samples, "netkit_registry_watchers") == 0
+    assert samples["netkit_registry_watchers", ()] == 0  # present, and back to zero
