@@ -216,7 +216,9 @@ class Observability:
         path: str = "/metrics",
         task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """An admin server answering only ``GET path`` (9464: OpenTelemetry's Prometheus port).
+        """An admin server answering only ``GET`` and ``HEAD path`` (9464: OpenTelemetry's port).
+
+        Other paths get 404, other methods 405 with ``Allow: GET, HEAD``.
 
         ``server = await nursery.start(obs.serve_metrics, "0.0.0.0", 9464)``. It is not
         observed itself, so scrapes do not show up in the metrics they read.

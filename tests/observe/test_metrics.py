@@ -182,6 +182,21 @@ async def test_admin_port_and_openmetrics() -> None:
     assert requests == {tuple(sorted(hello.items())): 1}
 
 
+async def test_admin_port_methods() -> None:
+    obs = Observability()
+    async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
+        admin = await nursery.start(obs.serve_metrics, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{admin.port}/metrics"
+        r = await client.head(url)
+        assert r.status_code == 200 and r.content == b""
+        assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+        for method in ("POST", "DELETE"):
+            r = await client.request(method, url)
+            assert r.status_code == 405
+            assert r.headers["allow"] == "GET, HEAD"
+        nursery.cancel_scope.cancel()
+
+
 async def test_series_are_bounded() -> None:
     obs = Observability(max_series=3)
     for i in range(10):
