@@ -14,7 +14,7 @@ from netkit.observe import Observability
 from netkit.protos.echo.v1 import echo_pb2
 from tests.helpers import RawH2
 
-from .apps import observed, parse, scrape, value, wait_until
+from .apps import echo_unary, observed, parse, scrape, value, wait_until
 
 REQ = "netkit_requests_total"
 DUR = "netkit_request_duration_seconds"
@@ -101,11 +101,7 @@ async def test_h2_resets_refusals_and_goaway() -> None:
 
 def _grpcio_calls(port: int) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        unary = channel.unary_unary(
-            "/netkit.echo.v1.Echo/Unary",
-            request_serializer=echo_pb2.EchoRequest.SerializeToString,
-            response_deserializer=echo_pb2.EchoResponse.FromString,
-        )
+        unary = echo_unary(channel)
         for i in range(4):
             assert unary(echo_pb2.EchoRequest(payload=bytes([i]))).payload == bytes([i])
         stream = channel.unary_stream(
