@@ -8,9 +8,13 @@ import pytest
 import netkit
 import netkit.discovery
 import netkit.http
+import netkit.observe
+import netkit.security
 
 
-@pytest.mark.parametrize("module", [netkit, netkit.http, netkit.discovery])
+@pytest.mark.parametrize(
+    "module", [netkit, netkit.http, netkit.discovery, netkit.security, netkit.observe]
+)
 def test_all_lists_exactly_the_public_names(module) -> None:
     public = {
         name

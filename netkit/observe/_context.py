@@ -68,22 +68,16 @@ class SpanContext:
 
     def child(self) -> SpanContext:
         """A new span in the same trace with this one as its parent."""
-        return SpanContext(self.trace_id, _new_span_id(), self.span_id, self.flags, self.tracestate)
+        return SpanContext(self.trace_id, _random_id(64), self.span_id, self.flags, self.tracestate)
 
     def __repr__(self) -> str:
         return f"SpanContext(trace={self.trace_id_hex}, span={self.span_id_hex})"
 
 
-def _new_span_id() -> int:
+def _random_id(bits: int) -> int:
+    """A random ``bits``-bit trace (128) or span (64) id; never zero, which is invalid."""
     while True:
-        value = _bits(64)
-        if value:
-            return value
-
-
-def _new_trace_id() -> int:
-    while True:
-        value = _bits(128)
+        value = _bits(bits)
         if value:
             return value
 
@@ -96,11 +90,6 @@ _current: contextvars.ContextVar[SpanContext | None] = contextvars.ContextVar(
 def current_span() -> SpanContext | None:
     """The span of the request being served on this task (or its parent), or None."""
     return _current.get()
-
-
-def new_root() -> SpanContext:
-    """A span starting a new trace (sampled)."""
-    return SpanContext(_new_trace_id(), _new_span_id())
 
 
 def from_headers(traceparent: str | None, tracestate: str | None) -> SpanContext:
@@ -116,12 +105,12 @@ def from_headers(traceparent: str | None, tracestate: str | None) -> SpanContext
             if tracestate is not None and parse_tracestate(tracestate):
                 state = tracestate.strip()
             return SpanContext(
-                parent.trace_id, _new_span_id(), parent.parent_id, parent.flags, state
+                parent.trace_id, _random_id(64), parent.parent_id, parent.flags, state
             )
-    return SpanContext(_new_trace_id(), _new_span_id())
+    return SpanContext(_random_id(128), _random_id(64))
 
 
-def enter(span: SpanContext) -> contextvars.Token[SpanContext | None]:
+def enter(span: SpanContext | None) -> contextvars.Token[SpanContext | None]:
     """Make ``span`` current on this task; give the token back to :func:`leave`."""
     return _current.set(span)
 
@@ -133,11 +122,11 @@ def leave(token: contextvars.Token[SpanContext | None]) -> None:
 @contextmanager
 def use_span(span: SpanContext | None) -> Iterator[SpanContext | None]:
     """``with use_span(span):`` runs the block with ``span`` current (tests, tools)."""
-    token = _current.set(span)
+    token = enter(span)
     try:
         yield span
     finally:
-        _current.reset(token)
+        leave(token)
 
 
 def outbound_headers() -> list[tuple[str, str]]:
@@ -145,7 +134,7 @@ def outbound_headers() -> list[tuple[str, str]]:
     span = _current.get()
     if span is None:
         return []
-    span_id = span.span_id if span.exported else _new_span_id()
+    span_id = span.span_id if span.exported else _random_id(64)
     pairs = [("traceparent", format_traceparent(span.trace_id, span_id, span.flags))]
     if span.tracestate:
         pairs.append(("tracestate", span.tracestate))

@@ -12,7 +12,8 @@ format are prometheus-client's; the bookkeeping between scrapes is ours.
 Cardinality is bounded: routes are templates (or ``<unmatched>``), methods outside
 RFC 9110's set are folded into ``other``, statuses are HTTP codes, gRPC status names or
 WebSocket close codes, and past ``max_series`` label sets new ones are counted under
-route ``<overflow>``.
+route ``<overflow>``; the peer-chosen RST_STREAM and GOAWAY codes and the message
+counts stop taking new label sets at ``max_series``.
 """
 
 from __future__ import annotations
@@ -145,8 +146,10 @@ class ServerMetrics:
         return found
 
     def count(self, table: dict[tuple[str, int], int], direction: str, code: int) -> None:
+        """Count an RST_STREAM or GOAWAY; the peer picks the code, so new ones stop at the bound."""
         key = (direction, code)
-        table[key] = table.get(key, 0) + 1
+        if key in table or len(table) < self.max_series:
+            table[key] = table.get(key, 0) + 1
 
     def limit(self, kind: str) -> None:
         self.limit_hits[kind] = self.limit_hits.get(kind, 0) + 1

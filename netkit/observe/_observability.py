@@ -162,7 +162,7 @@ class Observability:
         series = metrics.series(stream.protocol, request.method, stream.route, status)
         series.count += 1
         series.latency.observe(duration)
-        series.bytes_in += stream._received
+        series.bytes_in += stream.bytes_received
         series.bytes_out += stream.bytes_sent
         kind = _LIMIT_STATUSES.get(status)
         if kind is not None:
@@ -216,7 +216,9 @@ class Observability:
         path: str = "/metrics",
         task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """An admin server answering only ``GET path`` (9464: OpenTelemetry's Prometheus port).
+        """An admin server answering only ``GET`` and ``HEAD path`` (9464: OpenTelemetry's port).
+
+        Other paths get 404, other methods 405 with ``Allow: GET, HEAD``.
 
         ``server = await nursery.start(obs.serve_metrics, "0.0.0.0", 9464)``. It is not
         observed itself, so scrapes do not show up in the metrics they read.
@@ -261,7 +263,7 @@ def _log_access(stream: HTTPStream, ex: Exchange, duration: float, status: int |
             "status": stream.status,
             "outcome": stream.outcome,
             "duration_ms": round(duration * 1000.0, 3),
-            "bytes_in": stream._received,
+            "bytes_in": stream.bytes_received,
             "bytes_out": stream.bytes_sent,
             "principal": str(principal) if principal is not None else "-",
             "http_version": request.http_version,

@@ -21,35 +21,11 @@ import logging
 from typing import Any
 
 from ..http import HTTPStream
+from ..wire.grpc_status import StatusCode
 from ._context import SpanContext
 
 log = logging.getLogger("netkit.observe")
 
-#: gRPC status names (``stream.outcome``) to their numbers, for ``rpc.grpc.status_code``.
-GRPC_CODES = {
-    name: number
-    for number, name in enumerate(
-        (
-            "OK",
-            "CANCELLED",
-            "UNKNOWN",
-            "INVALID_ARGUMENT",
-            "DEADLINE_EXCEEDED",
-            "NOT_FOUND",
-            "ALREADY_EXISTS",
-            "PERMISSION_DENIED",
-            "RESOURCE_EXHAUSTED",
-            "FAILED_PRECONDITION",
-            "ABORTED",
-            "OUT_OF_RANGE",
-            "UNIMPLEMENTED",
-            "INTERNAL",
-            "UNAVAILABLE",
-            "DATA_LOSS",
-            "UNAUTHENTICATED",
-        )
-    )
-}
 #: gRPC statuses that mark a server span as an error (OpenTelemetry's RPC conventions).
 GRPC_SERVER_ERRORS = frozenset(
     {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
@@ -129,9 +105,10 @@ class OTelBridge:
                 otel_span.update_name(route.lstrip("/"))
                 otel_span.set_attribute("rpc.service", service)
                 otel_span.set_attribute("rpc.method", rpc)
-            if stream.outcome in GRPC_CODES:
-                otel_span.set_attribute("rpc.grpc.status_code", GRPC_CODES[stream.outcome])
-                error = stream.outcome in GRPC_SERVER_ERRORS
+            outcome = stream.outcome
+            if outcome is not None and outcome in StatusCode.__members__:
+                otel_span.set_attribute("rpc.grpc.status_code", int(StatusCode[outcome]))
+                error = outcome in GRPC_SERVER_ERRORS
         elif route is not None:
             otel_span.update_name(f"{method} {route}")
             otel_span.set_attribute("http.route", route)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import grpc
 import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import netkit
 from netkit.examples.grpc_echo import EchoService
 from netkit.observe import Observability
+from netkit.protos.echo.v1 import echo_pb2
 from netkit.rest import RestRequest
 from tests.ws.apps import echo
 
@@ -92,3 +94,12 @@ async def scrape(client: httpx.AsyncClient, port: int, path: str = "/metrics") -
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     return parse(r.text)
+
+
+def echo_unary(channel: grpc.Channel) -> Any:
+    """grpcio's callable for netkit.echo.v1.Echo/Unary on ``channel``."""
+    return channel.unary_unary(
+        "/netkit.echo.v1.Echo/Unary",
+        request_serializer=echo_pb2.EchoRequest.SerializeToString,
+        response_deserializer=echo_pb2.EchoResponse.FromString,
+    )

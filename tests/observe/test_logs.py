@@ -14,18 +14,14 @@ from websockets.trio.client import connect
 from netkit.observe import KeyValueFormatter, configure_logging, redact_headers
 from netkit.protos.echo.v1 import echo_pb2
 
-from .apps import observed
+from .apps import echo_unary, observed
 
 SECRETS = ["s3cr3t-bearer", "cookie-v4lue", "qu3ry-token", "ap1-key", "b1n-secret"]
 
 
 def _grpcio_call(port: int) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        unary = channel.unary_unary(
-            "/netkit.echo.v1.Echo/Unary",
-            request_serializer=echo_pb2.EchoRequest.SerializeToString,
-            response_deserializer=echo_pb2.EchoResponse.FromString,
-        )
+        unary = echo_unary(channel)
         metadata = [("authorization", "Bearer s3cr3t-bearer"), ("auth-bin", b"b1n-secret")]
         unary(echo_pb2.EchoRequest(payload=b"x"), metadata=metadata)
 

@@ -14,7 +14,7 @@ from netkit.observe import Observability
 from netkit.protos.echo.v1 import echo_pb2
 from tests.helpers import RawH2
 
-from .apps import observed, parse, scrape, value, wait_until
+from .apps import echo_unary, observed, parse, scrape, value, wait_until
 
 REQ = "netkit_requests_total"
 DUR = "netkit_request_duration_seconds"
@@ -101,11 +101,7 @@ async def test_h2_resets_refusals_and_goaway() -> None:
 
 def _grpcio_calls(port: int) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        unary = channel.unary_unary(
-            "/netkit.echo.v1.Echo/Unary",
-            request_serializer=echo_pb2.EchoRequest.SerializeToString,
-            response_deserializer=echo_pb2.EchoResponse.FromString,
-        )
+        unary = echo_unary(channel)
         for i in range(4):
             assert unary(echo_pb2.EchoRequest(payload=bytes([i]))).payload == bytes([i])
         stream = channel.unary_stream(
@@ -173,11 +169,28 @@ async def test_admin_port_and_openmetrics() -> None:
             )
             assert r.headers["content-type"].startswith("application/openmetrics-text")
             assert r.text.rstrip().endswith("# EOF")
+            samples = await scrape(client, admin.port)
         nursery.cancel_scope.cancel()
     hello = {"protocol": "http", "method": "GET", "route": "/hello", "status": "200"}
     assert value(samples, REQ, **hello) == 1
-    # Scrapes on the admin port are not counted.
-    assert value(samples, REQ, protocol="http", method="GET", route="/metrics", status="200") == 0
+    # Requests to the admin port (three scrapes, one 404) are not counted: /hello is all.
+    requests = {labels: n for (name, labels), n in samples.items() if name == REQ}
+    assert requests == {tuple(sorted(hello.items())): 1}
+
+
+async def test_admin_port_methods() -> None:
+    obs = Observability()
+    async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
+        admin = await nursery.start(obs.serve_metrics, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{admin.port}/metrics"
+        r = await client.head(url)
+        assert r.status_code == 200 and r.content == b""
+        assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+        for method in ("POST", "DELETE"):
+            r = await client.request(method, url)
+            assert r.status_code == 405
+            assert r.headers["allow"] == "GET, HEAD"
+        nursery.cancel_scope.cancel()
 
 
 async def test_series_are_bounded() -> None:
@@ -186,3 +199,22 @@ async def test_series_are_bounded() -> None:
         obs.metrics.series("http", "GET", f"/r{i}", 200).count += 1
     assert len(obs.metrics.requests) == 4  # three, then one overflow series
     assert obs.metrics.requests["http", "GET", "<overflow>", 200].count == 7
+
+
+def test_peer_chosen_error_codes_are_bounded() -> None:
+    # The peer picks an RST_STREAM or GOAWAY code: any 32-bit number.
+    obs = Observability(max_series=3)
+    for code in range(100):
+        obs.reset("received", code)
+        obs.goaway("received", code)
+    assert obs.metrics.resets == {("received", 0): 1, ("received", 1): 1, ("received", 2): 1}
+    assert len(obs.metrics.goaways) == 3
+    obs.reset("received", 1)  # a code already seen is still counted
+    assert obs.metrics.resets["received", 1] == 2
+
+
+def test_message_routes_are_bounded() -> None:
+    obs = Observability(max_series=3)
+    for i in range(10):
+        obs.metrics.message("grpc", f"/r{i}", "received")
+    assert len(obs.metrics.messages) == 3

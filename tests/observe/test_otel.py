@@ -23,7 +23,7 @@ import netkit
 from netkit.balance import Backend, Balancer, ReverseProxy, StaticBackends
 from netkit.observe import Observability, current_span, format_traceparent, parse_traceparent
 from netkit.protos.echo.v1 import echo_pb2
-from tests.observe.apps import observed, wait_until
+from tests.observe.apps import echo_unary, observed, wait_until
 
 TRACE = 0x0AF7651916CD43DD8448EB211C80319C
 CALLER = 0xB7AD6B7169203331
@@ -116,11 +116,7 @@ async def test_server_error_and_app_spans_are_children(
 
 def _grpcio_calls(port: int) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        unary = channel.unary_unary(
-            "/netkit.echo.v1.Echo/Unary",
-            request_serializer=echo_pb2.EchoRequest.SerializeToString,
-            response_deserializer=echo_pb2.EchoResponse.FromString,
-        )
+        unary = echo_unary(channel)
         reply = unary(echo_pb2.EchoRequest(payload=b"x"), metadata=[("traceparent", TRACEPARENT)])
         assert reply.payload == b"x"
         missing = channel.unary_unary("/netkit.echo.v1.Echo/Nope")

@@ -25,6 +25,7 @@ from netkit.observe import (
 )
 from netkit.protos.echo.v1 import echo_pb2
 from netkit.protos.echo.v1.echo_netkit import EchoStub
+from tests.observe.apps import echo_unary
 
 TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 CALLER = 0x00F067AA0BA902B7
@@ -116,11 +117,7 @@ async def test_one_trace_through_proxy_backend_and_grpc_hop() -> None:
 
 def _grpcio_with_traceparent(port: int) -> bytes:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        unary = channel.unary_unary(
-            "/netkit.echo.v1.Echo/Unary",
-            request_serializer=echo_pb2.EchoRequest.SerializeToString,
-            response_deserializer=echo_pb2.EchoResponse.FromString,
-        )
+        unary = echo_unary(channel)
         reply = unary(echo_pb2.EchoRequest(payload=b"x"), metadata=[("traceparent", TRACEPARENT)])
         return bytes(reply.payload)
 
