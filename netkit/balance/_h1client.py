@@ -51,6 +51,10 @@ class H1ClientConnection:
         self.exchanges = 0
         #: Bytes of the current request's response received so far.
         self._received = 0
+        #: When the current response must have started (the proxy's watchdog reads it).
+        self.answer_by = 0.0
+        #: Set by :meth:`time_out`.
+        self.timed_out = False
 
     @property
     def answered(self) -> bool:
@@ -73,6 +77,16 @@ class H1ClientConnection:
             return self.io.read_now(1) is None
         except _BROKEN:
             return False
+
+    def time_out(self) -> None:
+        """Give up on the current response: a read waiting on it fails at once, and the
+        connection is closed (a late answer must never be taken for the next request's).
+        """
+        self.timed_out = True
+        self.broken = True
+        if self.io.fd >= 0 and isinstance(self.transport, trio.SocketStream):
+            trio.lowlevel.notify_closing(self.io.fd)
+            self.transport.socket.close()
 
     # -- bytes ------------------------------------------------------------------------
     async def _write(self, data: bytes) -> None:
