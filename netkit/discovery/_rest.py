@@ -22,7 +22,6 @@ operation → 502.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -31,6 +30,7 @@ import attrs
 from attrs import validators as v
 
 from ..rest import Problem, Response, RestAPI, RestRequest
+from ..rest._api import decode_json
 from ._backend import RegistryBackend
 from ._blocking import (
     MAX_WAIT,
@@ -365,24 +365,9 @@ class RegistryRoutes:
         encoding = request.headers.get("content-encoding")
         if encoding not in (None, "", "identity"):
             raise Problem(415, "heartbeat bodies are not compressed")
-        content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-        if content_type != "application/json" and not (
-            content_type.startswith("application/") and content_type.endswith("+json")
-        ):
-            raise Problem(415, f"content-type must be application/json, got {content_type!r}")
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise Problem(400, f"malformed JSON in request body: {str(exc)[:120]}") from None
-        errors: list[dict[str, str]] = []
-        report = self._heartbeat_decoder(data, "#", errors)
-        if errors:
-            raise Problem(
-                422,
-                "request body does not match HeartbeatReport",
-                title="Request body failed validation",
-                errors=errors,
-            )
+        report = decode_json(
+            raw, request.headers.get("content-type"), self._heartbeat_decoder, "HeartbeatReport"
+        )
         assert isinstance(report, HeartbeatReport)
         return report
 

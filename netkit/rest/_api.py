@@ -569,6 +569,12 @@ def _decode(ep: Endpoint, raw: bytes, content_type: str | None) -> Any:
             "a request body is required",
             errors=[{"pointer": "#", "detail": "request body is missing"}],
         )
+    return decode_json(raw, content_type, ep.decoder, getattr(ep.body, "__name__", str(ep.body)))
+
+
+def decode_json(raw: bytes, content_type: str | None, decoder: Decoder, shape: str) -> Any:
+    """A request body through ``decoder``: 415 unless ``content_type`` is JSON, 400 for
+    malformed JSON, 422 naming every field that does not fit ``shape``."""
     if not _is_json(content_type):
         raise Problem(415, f"content-type must be {_JSON}, got {(content_type or 'none')[:60]!r}")
     try:
@@ -576,9 +582,8 @@ def _decode(ep: Endpoint, raw: bytes, content_type: str | None) -> Any:
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise Problem(400, f"malformed JSON in request body: {str(exc)[:120]}") from None
     errors: Errors = []
-    value = ep.decoder(data, "#", errors)
+    value = decoder(data, "#", errors)
     if errors:
-        shape = getattr(ep.body, "__name__", str(ep.body))
         fields = ", ".join(e["pointer"] for e in errors[:10])
         raise Problem(
             422,
