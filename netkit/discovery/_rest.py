@@ -325,15 +325,15 @@ class RegistryRoutes:
     async def register(self, request: RestRequest[Registration]) -> Response:
         """Register an instance, or replace it (which also counts as a heartbeat)."""
         spec = _spec(request.params["service"], request.params["instance_id"], request.body)
-        ttl, config = request.body.ttl, self.registry.config
-        if ttl is not None and ttl != 0 and not config.min_ttl <= ttl <= config.max_ttl:
-            detail = f"ttl must be between {config.min_ttl} and {config.max_ttl} seconds"
+        try:
+            self.registry.config.check_ttl(request.body.ttl)
+        except InvalidRegistration as exc:
             raise Problem(
                 422,
-                detail,
+                str(exc),
                 title="Registration refused",
-                errors=[{"pointer": "#/ttl", "detail": detail}],
-            )
+                errors=[{"pointer": "#/ttl", "detail": str(exc)}],
+            ) from None
         with rest_errors():
             revision, instance = await self.registry.register(spec, request.body.ttl)
         return _indexed(RegisterReply(revision, _view(instance, self.registry)), revision)
