@@ -486,10 +486,9 @@ class RestAPI:
             if etag is None:
                 etag = etag_of_bytes(body)
                 headers.append(("etag", etag))
-            inm = req_headers.get("if-none-match")
-            if inm is not None and none_match(inm, etag):
-                keep = ("etag", "cache-control", "vary", "content-location", "expires")
-                await stream.respond(304, [(n, v) for n, v in headers if n in keep])
+            kept = _not_modified(req_headers.get("if-none-match"), etag, headers)
+            if kept is not None:
+                await stream.respond(304, kept)
                 return
         if compressible and accepts_gzip(req_headers.get("accept-encoding")):
             body = gzip_body(body, self.config.gzip_level)
@@ -509,7 +508,6 @@ class RestAPI:
         closer = getattr(body, "aclose", None)
         try:
             status = result.status
-            sends_body = method != "HEAD" and status not in (204, 304)
             if status in (204, 304):
                 await stream.send_headers(status, headers, end_stream=True)
                 return
@@ -521,10 +519,8 @@ class RestAPI:
             if compressible:
                 headers.append(_VARY)
             if status == 200 and etag is not None and method in ("GET", "HEAD"):
-                inm = req_headers.get("if-none-match")
-                if inm is not None and none_match(inm, etag):
-                    keep = ("etag", "cache-control", "vary", "content-location", "expires")
-                    kept = [(n, v) for n, v in headers if n in keep]
+                kept = _not_modified(req_headers.get("if-none-match"), etag, headers)
+                if kept is not None:
                     await stream.send_headers(304, kept, end_stream=True)
                     return
             gzipper: GzipStream | None = None
@@ -537,7 +533,7 @@ class RestAPI:
                 ]
                 headers.append(("content-encoding", "gzip"))
             await stream.send_headers(status, headers)
-            if not sends_body:
+            if method == "HEAD":
                 await stream.send_data(b"", end_stream=True)
                 return
             async for chunk in body:
@@ -547,6 +543,19 @@ class RestAPI:
         finally:
             if closer is not None:
                 await closer()
+
+
+_KEPT_BY_304 = frozenset({"etag", "cache-control", "vary", "content-location", "expires"})
+
+
+def _not_modified(
+    if_none_match: str | None, etag: str, headers: list[tuple[str, str]]
+) -> list[tuple[str, str]] | None:
+    """The headers of the 304 to send instead when ``If-None-Match`` matches ``etag``
+    (those RFC 9110 §15.4.5 keeps), else ``None``."""
+    if if_none_match is None or not none_match(if_none_match, etag):
+        return None
+    return [(n, v) for n, v in headers if n in _KEPT_BY_304]
 
 
 _BODY_HEADERS = frozenset({b"idempotency-key", b"content-encoding", b"content-type"})
