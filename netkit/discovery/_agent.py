@@ -19,6 +19,7 @@ from ..grpc import ClientInterceptor, GRPCError, StatusCode, open_channel
 from ..protos.registry.v1 import registry_pb2 as pb
 from ..protos.registry.v1.registry_netkit import RegistryStub
 from ._convert import event_from_pb, spec_to_pb
+from ._service import MAX_REGISTER_MANY
 from ._types import Change, ChangeKind, Health, Instance, InstanceSpec, Snapshot
 
 T = TypeVar("T")
@@ -73,13 +74,12 @@ class RegistrationAgent:
         #: Register and deregister calls in flight at once (HTTP/2 streams on one
         #: connection; below the server's default of 100 concurrent streams).
         self.concurrency = concurrency
-        self._limiter = trio.CapacityLimiter(concurrency)
         self._registered: set[tuple[str, str]] = set()
-        #: Instances per RegisterMany call (at most the registry's 1,000); 0: one
+        #: Instances per RegisterMany call (at most MAX_REGISTER_MANY, 1,000); 0: one
         #: Register call per instance.
         if batch_size < 0:
             raise ValueError("batch_size must not be negative")
-        self.batch_size = min(batch_size, 1000)
+        self.batch_size = min(batch_size, MAX_REGISTER_MANY)
         self._batches = True  # until the registry answers UNIMPLEMENTED
         self._health: dict[tuple[str, str], Health] = {}
         #: Counters for tests and monitoring.
@@ -152,10 +152,9 @@ class RegistrationAgent:
         self.registrations += len(batch)
 
     async def _register(self, stub: RegistryStub, spec: InstanceSpec) -> None:
-        async with self._limiter:
-            await stub.Register(
-                pb.RegisterRequest(instance=spec_to_pb(spec), ttl=self.ttl), timeout=self.ttl
-            )
+        await stub.Register(
+            pb.RegisterRequest(instance=spec_to_pb(spec), ttl=self.ttl), timeout=self.ttl
+        )
         self._registered.add((spec.service, spec.id))
         self.registrations += 1
 

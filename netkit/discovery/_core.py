@@ -49,7 +49,6 @@ from ._types import (
     Instance,
     InstanceNotFound,
     InstanceSpec,
-    InvalidRegistration,
     Metadata,
     RegistryConfig,
     Snapshot,
@@ -135,18 +134,9 @@ class RegistryCore:
         return None if when == math.inf else when
 
     # -- operations ---------------------------------------------------------------------
-    def check_ttl(self, ttl: float | None) -> float:
-        config = self.config
-        ttl = config.default_ttl if ttl is None or ttl == 0 else ttl
-        if not (config.min_ttl <= ttl <= config.max_ttl):
-            raise InvalidRegistration(
-                f"ttl {ttl} s is outside [{config.min_ttl}, {config.max_ttl}] s"
-            )
-        return ttl
-
     def register(self, spec: InstanceSpec, now: float, ttl: float | None = None) -> list[Change]:
         """Add ``spec``, or replace the instance with its service and id (a heartbeat too)."""
-        ttl = self.check_ttl(ttl)
+        ttl = self.config.check_ttl(ttl)
         key = (spec.service, spec.id)
         old = self._entries.get(key)
         instance = Instance(

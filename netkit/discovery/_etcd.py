@@ -332,7 +332,7 @@ class EtcdRegistry(RegistryBackend):
 
     # -- operations -----------------------------------------------------------------------
     async def register(self, spec: InstanceSpec, ttl: float | None = None) -> tuple[int, Instance]:
-        ttl = max(1, math.ceil(self._check_ttl(ttl)))
+        ttl = max(1, math.ceil(self.config.check_ttl(ttl)))
         key = (spec.service, spec.id)
         now = time.time()
         value = {
@@ -456,11 +456,6 @@ class EtcdRegistry(RegistryBackend):
         existed = reply.responses[0].response_delete_range.deleted > 0
         await self._wait_for(reply.header.revision)
         return reply.header.revision, existed
-
-    def _check_ttl(self, ttl: float | None) -> float:
-        from ._core import RegistryCore
-
-        return RegistryCore(self.config).check_ttl(ttl)
 
     def _vouch(self) -> None:
         if not self._synced:

@@ -22,7 +22,6 @@ operation → 502.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -31,6 +30,7 @@ import attrs
 from attrs import validators as v
 
 from ..rest import Problem, Response, RestAPI, RestRequest
+from ..rest._api import decode_json
 from ._backend import RegistryBackend
 from ._blocking import (
     MAX_WAIT,
@@ -325,15 +325,15 @@ class RegistryRoutes:
     async def register(self, request: RestRequest[Registration]) -> Response:
         """Register an instance, or replace it (which also counts as a heartbeat)."""
         spec = _spec(request.params["service"], request.params["instance_id"], request.body)
-        ttl, config = request.body.ttl, self.registry.config
-        if ttl is not None and ttl != 0 and not config.min_ttl <= ttl <= config.max_ttl:
-            detail = f"ttl must be between {config.min_ttl} and {config.max_ttl} seconds"
+        try:
+            self.registry.config.check_ttl(request.body.ttl)
+        except InvalidRegistration as exc:
             raise Problem(
                 422,
-                detail,
+                str(exc),
                 title="Registration refused",
-                errors=[{"pointer": "#/ttl", "detail": detail}],
-            )
+                errors=[{"pointer": "#/ttl", "detail": str(exc)}],
+            ) from None
         with rest_errors():
             revision, instance = await self.registry.register(spec, request.body.ttl)
         return _indexed(RegisterReply(revision, _view(instance, self.registry)), revision)
@@ -365,24 +365,9 @@ class RegistryRoutes:
         encoding = request.headers.get("content-encoding")
         if encoding not in (None, "", "identity"):
             raise Problem(415, "heartbeat bodies are not compressed")
-        content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-        if content_type != "application/json" and not (
-            content_type.startswith("application/") and content_type.endswith("+json")
-        ):
-            raise Problem(415, f"content-type must be application/json, got {content_type!r}")
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise Problem(400, f"malformed JSON in request body: {str(exc)[:120]}") from None
-        errors: list[dict[str, str]] = []
-        report = self._heartbeat_decoder(data, "#", errors)
-        if errors:
-            raise Problem(
-                422,
-                "request body does not match HeartbeatReport",
-                title="Request body failed validation",
-                errors=errors,
-            )
+        report = decode_json(
+            raw, request.headers.get("content-type"), self._heartbeat_decoder, "HeartbeatReport"
+        )
         assert isinstance(report, HeartbeatReport)
         return report
 

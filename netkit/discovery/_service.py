@@ -66,14 +66,9 @@ class RegistryService(RegistryBase):
             for n, item in enumerate(request.registrations):
                 try:
                     spec = spec_from_pb(item.instance)
+                    ttl = config.check_ttl(item.ttl)
                 except InvalidRegistration as exc:
                     raise InvalidRegistration(f"registrations[{n}]: {exc}") from None
-                ttl = item.ttl or None
-                if ttl is not None and not config.min_ttl <= ttl <= config.max_ttl:
-                    raise InvalidRegistration(
-                        f"registrations[{n}]: ttl {ttl} s is outside "
-                        f"[{config.min_ttl}, {config.max_ttl}] s"
-                    )
                 batch.append((spec, ttl))
             revision, instances = 0, []
             for spec, ttl in batch:

@@ -139,6 +139,14 @@ class RegistryConfig:
     #: How often expiry is re-examined while self-preservation holds it.
     self_preservation_recheck: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
 
+    def check_ttl(self, ttl: float | None) -> float:
+        """The TTL a registration gets (``None`` or 0: the default); raises
+        :class:`InvalidRegistration` when it is outside ``[min_ttl, max_ttl]``."""
+        ttl = self.default_ttl if ttl is None or ttl == 0 else ttl
+        if not self.min_ttl <= ttl <= self.max_ttl:
+            raise InvalidRegistration(f"ttl {ttl} s is outside [{self.min_ttl}, {self.max_ttl}] s")
+        return ttl
+
     @self_preservation_threshold.validator
     def _check_threshold(self, _: object, value: float | None) -> None:
         if value is not None and not 0 < value <= 1:

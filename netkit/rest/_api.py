@@ -486,10 +486,9 @@ class RestAPI:
             if etag is None:
                 etag = etag_of_bytes(body)
                 headers.append(("etag", etag))
-            inm = req_headers.get("if-none-match")
-            if inm is not None and none_match(inm, etag):
-                keep = ("etag", "cache-control", "vary", "content-location", "expires")
-                await stream.respond(304, [(n, v) for n, v in headers if n in keep])
+            kept = _not_modified(req_headers.get("if-none-match"), etag, headers)
+            if kept is not None:
+                await stream.respond(304, kept)
                 return
         if compressible and accepts_gzip(req_headers.get("accept-encoding")):
             body = gzip_body(body, self.config.gzip_level)
@@ -509,7 +508,6 @@ class RestAPI:
         closer = getattr(body, "aclose", None)
         try:
             status = result.status
-            sends_body = method != "HEAD" and status not in (204, 304)
             if status in (204, 304):
                 await stream.send_headers(status, headers, end_stream=True)
                 return
@@ -521,10 +519,8 @@ class RestAPI:
             if compressible:
                 headers.append(_VARY)
             if status == 200 and etag is not None and method in ("GET", "HEAD"):
-                inm = req_headers.get("if-none-match")
-                if inm is not None and none_match(inm, etag):
-                    keep = ("etag", "cache-control", "vary", "content-location", "expires")
-                    kept = [(n, v) for n, v in headers if n in keep]
+                kept = _not_modified(req_headers.get("if-none-match"), etag, headers)
+                if kept is not None:
                     await stream.send_headers(304, kept, end_stream=True)
                     return
             gzipper: GzipStream | None = None
@@ -537,7 +533,7 @@ class RestAPI:
                 ]
                 headers.append(("content-encoding", "gzip"))
             await stream.send_headers(status, headers)
-            if not sends_body:
+            if method == "HEAD":
                 await stream.send_data(b"", end_stream=True)
                 return
             async for chunk in body:
@@ -547,6 +543,19 @@ class RestAPI:
         finally:
             if closer is not None:
                 await closer()
+
+
+_KEPT_BY_304 = frozenset({"etag", "cache-control", "vary", "content-location", "expires"})
+
+
+def _not_modified(
+    if_none_match: str | None, etag: str, headers: list[tuple[str, str]]
+) -> list[tuple[str, str]] | None:
+    """The headers of the 304 to send instead when ``If-None-Match`` matches ``etag``
+    (those RFC 9110 §15.4.5 keeps), else ``None``."""
+    if if_none_match is None or not none_match(if_none_match, etag):
+        return None
+    return [(n, v) for n, v in headers if n in _KEPT_BY_304]
 
 
 _BODY_HEADERS = frozenset({b"idempotency-key", b"content-encoding", b"content-type"})
@@ -569,6 +578,12 @@ def _decode(ep: Endpoint, raw: bytes, content_type: str | None) -> Any:
             "a request body is required",
             errors=[{"pointer": "#", "detail": "request body is missing"}],
         )
+    return decode_json(raw, content_type, ep.decoder, getattr(ep.body, "__name__", str(ep.body)))
+
+
+def decode_json(raw: bytes, content_type: str | None, decoder: Decoder, shape: str) -> Any:
+    """A request body through ``decoder``: 415 unless ``content_type`` is JSON, 400 for
+    malformed JSON, 422 naming every field that does not fit ``shape``."""
     if not _is_json(content_type):
         raise Problem(415, f"content-type must be {_JSON}, got {(content_type or 'none')[:60]!r}")
     try:
@@ -576,9 +591,8 @@ def _decode(ep: Endpoint, raw: bytes, content_type: str | None) -> Any:
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise Problem(400, f"malformed JSON in request body: {str(exc)[:120]}") from None
     errors: Errors = []
-    value = ep.decoder(data, "#", errors)
+    value = decoder(data, "#", errors)
     if errors:
-        shape = getattr(ep.body, "__name__", str(ep.body))
         fields = ", ".join(e["pointer"] for e in errors[:10])
         raise Problem(
             422,

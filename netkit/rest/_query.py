@@ -221,7 +221,7 @@ class QueryDecoder:
                     )
                     continue
                 try:
-                    kwargs[param.attribute.alias or param.attribute.name] = param.convert(texts[0])
+                    kwargs[param.name] = param.convert(texts[0])
                 except ValueError as exc:
                     errors.append({"pointer": param.pointer, "detail": str(exc)})
                 continue
@@ -231,22 +231,14 @@ class QueryDecoder:
                     items.append(param.convert(text))
                 except ValueError as exc:
                     errors.append({"pointer": f"{param.pointer}/{i}", "detail": str(exc)})
-            kwargs[param.attribute.alias or param.attribute.name] = param.many(items)
+            kwargs[param.name] = param.many(items)
         if errors:
             raise ValidationFailed(errors)
         try:
             return self.cls(**kwargs)
         except (ValueError, TypeError) as exc:
             fields: list[tuple[str, str, Decoder, bool, attrs.Attribute[Any], str]] = [
-                (
-                    p.name,
-                    p.attribute.alias or p.attribute.name,
-                    _unused,
-                    p.required,
-                    p.attribute,
-                    "",
-                )
-                for p in self.params
+                (p.name, p.name, _unused, p.required, p.attribute, "") for p in self.params
             ]
             _locate_validator_errors(fields, kwargs, POINTER, errors, exc)
             raise ValidationFailed(errors) from None
