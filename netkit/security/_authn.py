@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from ._errors import Unauthenticated
-from ._identity import PeerIdentity, peer_identity
+from ._identity import PeerIdentity
 from ._principal import Principal
 
 if TYPE_CHECKING:
@@ -83,23 +83,11 @@ class Authenticator(abc.ABC):
         return [self.scheme] if self.scheme else []
 
     async def __call__(self, upgrade: UpgradeRequest) -> Principal:
-        from ._security import websocket_refusal
+        # Security.websocket with a policy that asks every path for a principal (so
+        # never ANONYMOUS), in the default realm: one refusal for both ways in.
+        from ._security import AUTHENTICATION_ONLY, Security
 
-        request = AuthRequest(
-            "websocket",
-            upgrade.request.method,
-            upgrade.path,
-            upgrade.headers,
-            peer_identity(upgrade),
-        )
-        try:
-            principal = await self.authenticate(request)
-        except Unauthenticated as exc:
-            raise websocket_refusal(exc, self.schemes(), "netkit") from None
-        if principal is None:
-            refusal = Unauthenticated("authentication required")
-            raise websocket_refusal(refusal, self.schemes(), "netkit")
-        return principal
+        return await Security(self, AUTHENTICATION_ONLY).websocket(upgrade)
 
 
 TokenLookup = Callable[[str], Awaitable[Principal | None] | Principal | None]

@@ -73,6 +73,11 @@ def websocket_refusal(
     return HandshakeRefused(403, exc.detail)
 
 
+#: The policy of an authenticator used on its own as ``authenticate=`` of a WebSocket
+#: endpoint: no rules but the default, so every path needs a principal. Never changed.
+AUTHENTICATION_ONLY = Policy()
+
+
 class _Metadata:
     """gRPC metadata as the header lookup authenticators use (text values only)."""
 
