@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import hmac
 import inspect
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Protocol
@@ -49,9 +48,6 @@ class AuthRequest:
     path: str
     headers: HeaderLookup
     peer: PeerIdentity | None = None
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
 
     def bearer_token(self) -> str | None:
         """The token of an ``Authorization: Bearer`` header (RFC 6750), if any."""
@@ -200,10 +196,3 @@ class AnyOf(Authenticator):
             if principal is not None:
                 return principal
         return None
-
-
-def compare_secret(given: str | bytes, expected: str | bytes) -> bool:
-    """Constant-time comparison of two secrets (``hmac.compare_digest``), any types."""
-    a = given.encode() if isinstance(given, str) else given
-    b = expected.encode() if isinstance(expected, str) else expected
-    return hmac.compare_digest(a, b)

@@ -23,7 +23,6 @@ topics the principal could not subscribe to one by one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import attrs
 
@@ -257,13 +256,3 @@ class Policy:
 
     def allows_topic(self, principal: Principal | None, action: str, topic: str) -> bool:
         return all(rule.allows(principal) for rule in self.for_topic(action, topic))
-
-    def describe(self) -> dict[str, Any]:
-        """The rules as data (for docs, debugging and tests)."""
-        return {
-            "default": self.default,
-            "routes": dict(self._routes),
-            "grpc": dict(self._grpc),
-            "websocket": dict(self._websocket),
-            "topics": {action: dict(rules) for action, rules in self._topics.items()},
-        }
