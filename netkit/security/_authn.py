@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import hmac
 import inspect
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Protocol
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from ._errors import Unauthenticated
-from ._identity import PeerIdentity, peer_identity
+from ._identity import PeerIdentity
 from ._principal import Principal
 
 if TYPE_CHECKING:
@@ -49,9 +48,6 @@ class AuthRequest:
     path: str
     headers: HeaderLookup
     peer: PeerIdentity | None = None
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
 
     def bearer_token(self) -> str | None:
         """The token of an ``Authorization: Bearer`` header (RFC 6750), if any."""
@@ -83,23 +79,11 @@ class Authenticator(abc.ABC):
         return [self.scheme] if self.scheme else []
 
     async def __call__(self, upgrade: UpgradeRequest) -> Principal:
-        from ._security import websocket_refusal
+        # Security.websocket with a policy that asks every path for a principal (so
+        # never ANONYMOUS), in the default realm: one refusal for both ways in.
+        from ._security import AUTHENTICATION_ONLY, Security
 
-        request = AuthRequest(
-            "websocket",
-            upgrade.request.method,
-            upgrade.path,
-            upgrade.headers,
-            peer_identity(upgrade),
-        )
-        try:
-            principal = await self.authenticate(request)
-        except Unauthenticated as exc:
-            raise websocket_refusal(exc, self.schemes(), "netkit") from None
-        if principal is None:
-            refusal = Unauthenticated("authentication required")
-            raise websocket_refusal(refusal, self.schemes(), "netkit")
-        return principal
+        return await Security(self, AUTHENTICATION_ONLY).websocket(upgrade)
 
 
 TokenLookup = Callable[[str], Awaitable[Principal | None] | Principal | None]
@@ -212,10 +196,3 @@ class AnyOf(Authenticator):
             if principal is not None:
                 return principal
         return None
-
-
-def compare_secret(given: str | bytes, expected: str | bytes) -> bool:
-    """Constant-time comparison of two secrets (``hmac.compare_digest``), any types."""
-    a = given.encode() if isinstance(given, str) else given
-    b = expected.encode() if isinstance(expected, str) else expected
-    return hmac.compare_digest(a, b)

@@ -122,7 +122,7 @@ class JWTAuthenticator(Authenticator):
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise Unauthenticated("the bearer token is not a JWT", error="invalid_token") from None
+            raise Unauthenticated("the bearer token is not a JWT", error=_INVALID) from None
         kid = header.get("kid")
         keys = self._keys
         if kid is not None and str(kid) in keys:
@@ -130,7 +130,7 @@ class JWTAuthenticator(Authenticator):
         elif len(keys) == 1 and (kid is None or None in keys):
             key = next(iter(keys.values()))
         else:
-            raise Unauthenticated("the token's signing key is not known", error="invalid_token")
+            raise Unauthenticated("the token's signing key is not known", error=_INVALID)
         return key.key if isinstance(key, jwt.PyJWK) else key
 
     def verify(self, token: str) -> dict[str, Any]:
@@ -148,22 +148,18 @@ class JWTAuthenticator(Authenticator):
                 options={"require": self.require, "verify_aud": self.audience is not None},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("the token has expired", error="invalid_token") from None
+            raise Unauthenticated("the token has expired", error=_INVALID) from None
         except jwt.ImmatureSignatureError:
-            raise Unauthenticated("the token is not valid yet", error="invalid_token") from None
+            raise Unauthenticated("the token is not valid yet", error=_INVALID) from None
         except jwt.InvalidIssuerError:
-            raise Unauthenticated(
-                "the token's issuer is not trusted", error="invalid_token"
-            ) from None
+            raise Unauthenticated("the token's issuer is not trusted", error=_INVALID) from None
         except jwt.InvalidAudienceError:
-            raise Unauthenticated("the token is not meant for us", error="invalid_token") from None
+            raise Unauthenticated("the token is not meant for us", error=_INVALID) from None
         except jwt.MissingRequiredClaimError as exc:
-            raise Unauthenticated(
-                f"the token has no {exc.claim!r} claim", error="invalid_token"
-            ) from None
+            raise Unauthenticated(f"the token has no {exc.claim!r} claim", error=_INVALID) from None
         except (jwt.PyJWTError, ValueError, TypeError):
             # Bad signature, malformed token, a key unfit for the token's algorithm.
-            raise Unauthenticated("the token is not valid", error="invalid_token") from None
+            raise Unauthenticated("the token is not valid", error=_INVALID) from None
         return claims
 
     async def authenticate(self, request: AuthRequest) -> Principal | None:

@@ -23,10 +23,10 @@ topics the principal could not subscribe to one by one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import attrs
 
+from ..wire.ws_envelope import check_topic
 from ._principal import Principal
 
 #: The permission (a scope) that the service registry's write operations (register,
@@ -104,15 +104,6 @@ def _as_requirement(rule: Rule) -> Requirement:
     if isinstance(rule, Requirement):
         return rule
     return Requirement(_names(rule))
-
-
-def _check_topic_pattern(pattern: str) -> list[str]:
-    segments = pattern.split(".")
-    if not all(segments):
-        raise ValueError(f"empty segment in topic pattern {pattern!r}")
-    if ">" in segments[:-1]:
-        raise ValueError(f"'>' must be the last segment of {pattern!r}")
-    return segments
 
 
 def covers(rule: str, pattern: str) -> bool:
@@ -218,7 +209,7 @@ class Policy:
         self, pattern: str, *, subscribe: Rule | None = None, publish: Rule | None = None
     ) -> Policy:
         """Who may subscribe to / publish on topics matching ``pattern``."""
-        _check_topic_pattern(pattern)
+        check_topic(pattern, pattern=True)  # EnvelopeError is a ValueError
         if subscribe is not None:
             self._topics["subscribe"][pattern] = _as_requirement(subscribe)
         if publish is not None:
@@ -265,13 +256,3 @@ class Policy:
 
     def allows_topic(self, principal: Principal | None, action: str, topic: str) -> bool:
         return all(rule.allows(principal) for rule in self.for_topic(action, topic))
-
-    def describe(self) -> dict[str, Any]:
-        """The rules as data (for docs, debugging and tests)."""
-        return {
-            "default": self.default,
-            "routes": dict(self._routes),
-            "grpc": dict(self._grpc),
-            "websocket": dict(self._websocket),
-            "topics": {action: dict(rules) for action, rules in self._topics.items()},
-        }

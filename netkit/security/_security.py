@@ -73,20 +73,24 @@ def websocket_refusal(
     return HandshakeRefused(403, exc.detail)
 
 
+#: The policy of an authenticator used on its own as ``authenticate=`` of a WebSocket
+#: endpoint: no rules but the default, so every path needs a principal. Never changed.
+AUTHENTICATION_ONLY = Policy()
+
+
 class _Metadata:
     """gRPC metadata as the header lookup authenticators use (text values only)."""
 
-    __slots__ = ("_first",)
+    __slots__ = ("_call",)
 
-    def __init__(self, metadata: Sequence[tuple[str, str | bytes]]) -> None:
-        first: dict[str, str] = {}
-        for key, value in metadata:
-            if isinstance(value, str) and key not in first:
-                first[key] = value
-        self._first = first
+    def __init__(self, call: ServerCall) -> None:
+        self._call = call
 
     def get(self, name: str, /) -> str | None:
-        return self._first.get(name)
+        # A key's type is fixed by its name ("-bin": bytes), so the first value is the
+        # first text value, or there is none.
+        value = self._call.metadata_value(name)
+        return value if isinstance(value, str) else None
 
 
 class Security:
@@ -161,9 +165,7 @@ class Security:
     # -- gRPC --------------------------------------------------------------------------
     async def grpc_interceptor(self, call: ServerCall, proceed: Continuation) -> None:
         """A ``GRPCServer`` interceptor: UNAUTHENTICATED / PERMISSION_DENIED, or proceed."""
-        auth = AuthRequest(
-            "grpc", "POST", call.method, _Metadata(call.metadata), peer_identity(call)
-        )
+        auth = AuthRequest("grpc", "POST", call.method, _Metadata(call), peer_identity(call))
         try:
             call.principal = await self.check(auth, self.policy.for_grpc(call.method))
         except Unauthenticated as exc:

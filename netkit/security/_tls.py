@@ -52,33 +52,36 @@ TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS"
 _OPTIONS = ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
 
 
-def _is_pem_text(source: PEMSource) -> bool:
-    if isinstance(source, bytes):
-        return True
-    return isinstance(source, str) and source.lstrip().startswith("-----BEGIN")
+def _file_path(source: PEMSource | None) -> str | None:
+    """The file ``source`` names; None when it is PEM text itself (or None)."""
+    if source is None or isinstance(source, bytes):
+        return None
+    if isinstance(source, str) and source.lstrip().startswith("-----BEGIN"):
+        return None
+    return os.fspath(source)
 
 
 def _read_pem(source: PEMSource) -> bytes:
     if isinstance(source, bytes):
         return source
-    if isinstance(source, str) and _is_pem_text(source):
-        return source.encode("ascii")
-    return Path(source).read_bytes()
+    path = _file_path(source)
+    return Path(path).read_bytes() if path is not None else os.fspath(source).encode("ascii")
 
 
 @contextlib.contextmanager
 def _as_file(source: PEMSource) -> Iterator[str]:
     """A path holding ``source``: itself, or a private temporary copy of in-memory PEM."""
-    if not isinstance(source, bytes) and not _is_pem_text(source):
-        yield os.fspath(source)
+    path = _file_path(source)
+    if path is not None:
+        yield path
         return
-    fd, path = tempfile.mkstemp(suffix=".pem")  # mkstemp creates it with mode 0600
+    fd, temporary = tempfile.mkstemp(suffix=".pem")  # mkstemp creates it with mode 0600
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(_read_pem(source))
-        yield path
+        yield temporary
     finally:
-        os.unlink(path)
+        os.unlink(temporary)
 
 
 def _harden(context: ssl.SSLContext, alpn: Sequence[str]) -> ssl.SSLContext:
@@ -146,7 +149,7 @@ def client_context(
     """
     context = _harden(ssl.create_default_context(ssl.Purpose.SERVER_AUTH), alpn)
     if ca is not None:
-        context.load_verify_locations(cadata=_read_pem(ca).decode("ascii"))
+        _load_ca(context, ca)
     if cert is not None:
         _load_chain(context, cert, key, password)
     return context
@@ -161,11 +164,8 @@ class _Sources:
 
     def files(self) -> list[Path]:
         """The sources that are files (watched for changes)."""
-        return [
-            Path(source)
-            for source in (self.cert, self.key, self.client_ca)
-            if source is not None and not isinstance(source, bytes) and not _is_pem_text(source)
-        ]
+        paths = map(_file_path, (self.cert, self.key, self.client_ca))
+        return [Path(path) for path in paths if path is not None]
 
 
 class ReloadingServerContext:

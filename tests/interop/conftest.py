@@ -1,4 +1,4 @@
-"""Interop fixtures: the peer programs and TLS certificates (a throwaway trustme CA)."""
+"""Interop fixtures: the peer programs and TLS contexts and files from the shared ``ca``."""
 
 from __future__ import annotations
 
@@ -24,12 +24,6 @@ def nghttp() -> str:
 @pytest.fixture
 def h2load() -> str:
     return tool("h2load")
-
-
-@pytest.fixture(scope="session")
-def ca() -> trustme.CA:
-    """A throwaway certificate authority for the TLS tests."""
-    return trustme.CA()
 
 
 @pytest.fixture

@@ -10,18 +10,9 @@ from hypothesis import strategies as st
 
 from netkit.security import AUTHENTICATED, DENY, PUBLIC, Policy, Principal, Requirement, require
 from netkit.security._policy import covers, overlaps
+from netkit.wire.ws_envelope import topic_matches as matches
 
 ALPHABET = ["a", "b"]
-
-
-def matches(pattern: str, topic: str) -> bool:
-    p, t = pattern.split("."), topic.split(".")
-    for i, seg in enumerate(p):
-        if seg == ">":
-            return len(t) > i
-        if i >= len(t) or (seg != "*" and seg != t[i]):
-            return False
-    return len(p) == len(t)
 
 
 #: Every topic of up to 4 segments over a two-letter alphabet (the model's universe).

@@ -28,11 +28,6 @@ async def handshake(
     return s, c
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 def test_contexts_are_hardened(ca: trustme.CA) -> None:
     leaf = pki.server_cert(ca)
     server = server_context(leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes())
