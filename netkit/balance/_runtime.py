@@ -126,12 +126,23 @@ class Balancer:
         return now
 
     def end(
-        self, state: BackendState, started: float, outcome: Outcome, *, retry: bool = False
+        self,
+        state: BackendState,
+        started: float,
+        outcome: Outcome,
+        *,
+        latency: float | None = None,
+        retry: bool = False,
     ) -> None:
+        """Count the request started at ``started`` as ended now.
+
+        ``latency`` is what peak-EWMA and the observer get; by default the time since
+        ``started`` (a REST response passes the time to its head instead).
+        """
         now = trio.current_time()
+        if latency is None:
+            latency = now - started
         ejections = state.ejections
-        self.lb.end(state, now, outcome, latency=now - started, retry=retry)
+        self.lb.end(state, now, outcome, latency=latency, retry=retry)
         if self.observer is not None:
-            self.observer.ended(
-                state.backend, outcome.value, now - started, state.ejections > ejections
-            )
+            self.observer.ended(state.backend, outcome.value, latency, state.ejections > ejections)

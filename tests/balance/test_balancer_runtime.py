@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import trio
 import trio.lowlevel
@@ -60,3 +60,44 @@ async def test_a_backend_removed_before_its_check_runs_is_not_checked(
         nursery.cancel_scope.cancel()
     assert members == [{A}]
     assert stray == []
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.ends: list[tuple[Backend, str, float, bool]] = []
+
+    def picked(self, backend: Backend) -> None:
+        pass
+
+    def ended(self, backend: Backend, outcome: str, latency: float, ejected: bool) -> None:
+        self.ends.append((backend, outcome, latency, ejected))
+
+    def health_changed(self, backend: Backend, healthy: bool) -> None:
+        pass
+
+
+async def test_an_observer_sees_a_rest_responses_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    import httpx
+
+    from netkit.balance import BalancedTransport, StaticBackends
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"hello"
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await trio.sleep(0.25)  # the time to the response head
+        return httpx.Response(200, stream=Body())
+
+    balancer = Balancer(StaticBackends([A]), RoundRobin())
+    recorder = Recorder()
+    balancer.observer = recorder
+    transport = BalancedTransport(balancer, httpx.MockTransport(handler))
+    response = await transport.handle_async_request(httpx.Request("GET", "http://svc/x"))
+    assert recorder.ends == []  # outstanding until the body is closed
+    await trio.sleep(1.0)
+    assert await response.aread() == b"hello"  # read to the end, then closed
+    assert recorder.ends == [(A, "success", 0.25, False)]
+    assert balancer.lb.members[0].outstanding == 0
