@@ -18,6 +18,8 @@ from netkit.balance import (
     Backend,
     Backoff,
     BackoffConfig,
+    BalancedChannel,
+    Balancer,
     Connectivity,
     RegistryBackends,
     StaticBackends,
@@ -27,7 +29,7 @@ from netkit.balance import (
 from netkit.balance._balancer import Outcome
 from netkit.balance._connectivity import aggregate
 from netkit.balance._grpc_client import outcome_of
-from netkit.grpc import StatusCode
+from netkit.grpc import ChannelConfig, StatusCode
 from netkit.http import H2ClientConnection
 
 
@@ -185,3 +187,20 @@ def test_call_statuses_as_outcomes() -> None:
     assert outcome_of(StatusCode.NOT_FOUND) is Outcome.SUCCESS  # the backend worked
     for code in (StatusCode.UNAVAILABLE, StatusCode.INTERNAL, StatusCode.DEADLINE_EXCEEDED):
         assert outcome_of(code).failed
+
+
+async def test_a_balanced_channel_takes_its_backoff_from_the_channel_config() -> None:
+    config = ChannelConfig(
+        backoff_initial=0.5, backoff_multiplier=2.0, backoff_max=30.0, backoff_jitter=0.1
+    )
+    async with trio.open_nursery() as nursery:
+        balancer = Balancer(StaticBackends([]))
+        channel = BalancedChannel(nursery, balancer, config=config)
+        assert channel.backoff_config == BackoffConfig(
+            initial=0.5, multiplier=2.0, jitter=0.1, maximum=30.0
+        )
+        assert BalancedChannel(nursery, balancer).backoff_config == BackoffConfig()
+        given = BackoffConfig(initial=3.0)
+        assert (
+            BalancedChannel(nursery, balancer, config=config, backoff=given).backoff_config is given
+        )
