@@ -302,9 +302,9 @@ class BalancedChannel(Channel):
                     + ")"
                 )
                 raise GRPCError(StatusCode.UNAVAILABLE, f"{self.authority}: {reason}")
-            with trio.move_on_at(wait_until):
+            with trio.move_on_at(wait_until) as waited:
                 await changed.wait()
-            if trio.current_time() >= wait_until:
+            if waited.cancelled_caught:
                 if wait_until >= deadline:
                     raise GRPCError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
                 raise GRPCError(

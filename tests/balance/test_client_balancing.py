@@ -204,3 +204,46 @@ async def test_a_balanced_channel_takes_its_backoff_from_the_channel_config() ->
         assert (
             BalancedChannel(nursery, balancer, config=config, backoff=given).backoff_config is given
         )
+
+
+class HangingSubchannel(Subchannel):
+    """Never gets a connection: stays CONNECTING."""
+
+    async def _open(self) -> H2ClientConnection:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    ("call_timeout", "config", "code", "after"),
+    [
+        (1.0, ChannelConfig(), StatusCode.DEADLINE_EXCEEDED, 1.0),
+        (None, ChannelConfig(connect_timeout=2), StatusCode.UNAVAILABLE, 2.0),
+    ],
+)
+async def test_a_call_waiting_for_a_ready_subchannel_gives_up(
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    call_timeout: float | None,
+    config: ChannelConfig,
+    code: StatusCode,
+    after: float,
+) -> None:
+    from google.protobuf.empty_pb2 import Empty
+
+    from netkit.balance import _grpc_client
+    from netkit.grpc import GRPCError
+
+    monkeypatch.setattr(_grpc_client, "Subchannel", HangingSubchannel)
+    async with trio.open_nursery() as nursery:
+        balancer = Balancer(StaticBackends([Backend("10.0.0.1", 50051)]))
+        channel = BalancedChannel(nursery, balancer, config=config)
+        await nursery.start(balancer.run)
+        start = trio.current_time()
+        with pytest.raises(GRPCError) as raised:
+            async with channel.call("/x.Y/Z", Empty, Empty, timeout=call_timeout):
+                pass
+        assert raised.value.code is code
+        assert trio.current_time() - start == pytest.approx(after)
+        assert channel.state is Connectivity.CONNECTING
+        nursery.cancel_scope.cancel()
