@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterable
 
 from ..http import Headers
+from ..ws._handshake import _GUID
 
 #: Connection-specific headers (RFC 9110 §7.6.1) plus the ones HTTP/2 forbids.
 HOP_BY_HOP = frozenset(
@@ -29,7 +30,6 @@ HOP_BY_HOP = frozenset(
     }
 )
 REQUEST_ID = b"x-request-id"
-_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def end_to_end(headers: Headers | Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -130,4 +130,9 @@ def websocket_key() -> bytes:
 
 
 def websocket_accept(key: bytes) -> bytes:
-    return base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
+    """The ``Sec-WebSocket-Accept`` a backend owes for ``key`` (RFC 6455 §4.2.2).
+
+    ``netkit.ws``'s ``accept_key`` over bytes: the client's key is forwarded as it came,
+    ASCII or not, and compared as such.
+    """
+    return base64.b64encode(hashlib.sha1(key + _GUID).digest())  # the RFC's choice

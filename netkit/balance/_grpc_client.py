@@ -190,7 +190,13 @@ class BalancedChannel(Channel):
         super().__init__(nursery, name, 0, config=config, interceptors=interceptors)
         self.authority = name
         self.balancer = balancer
-        self.backoff_config = backoff or BackoffConfig()
+        # The subchannels' reconnect backoff: the channel config's unless given.
+        self.backoff_config = backoff or BackoffConfig(
+            initial=self.config.backoff_initial,
+            multiplier=self.config.backoff_multiplier,
+            jitter=self.config.backoff_jitter,
+            maximum=self.config.backoff_max,
+        )
         self._ssl_context = ssl_context
         self._server_hostname = server_hostname
         self._rng = rng or random.Random()
@@ -296,9 +302,9 @@ class BalancedChannel(Channel):
                     + ")"
                 )
                 raise GRPCError(StatusCode.UNAVAILABLE, f"{self.authority}: {reason}")
-            with trio.move_on_at(wait_until):
+            with trio.move_on_at(wait_until) as waited:
                 await changed.wait()
-            if trio.current_time() >= wait_until:
+            if waited.cancelled_caught:
                 if wait_until >= deadline:
                     raise GRPCError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
                 raise GRPCError(
@@ -374,7 +380,7 @@ async def open_balanced_channel(
     ``strategy`` overrides the target's ``?strategy=``; ``balancer_config`` (panic
     threshold, outlier detection...) and ``health`` (active checks, e.g.
     ``HealthCheckConfig(kind="grpc")``) are the proxy's; ``backoff`` is the subchannels'
-    reconnect backoff (grpcio's defaults).
+    reconnect backoff (by default ``config``'s ``backoff_*``: grpcio's defaults).
     """
     if isinstance(target, BackendSource):
         source, name, chosen = target, "balanced", strategy or "round_robin"

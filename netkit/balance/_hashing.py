@@ -84,14 +84,8 @@ class RingHash(Strategy):
     ) -> BackendState:
         if key is None or not self._hashes:
             return self.rng.choice(candidates)
-        allowed = {id(c) for c in candidates}
-        n = len(self._hashes)
         start = bisect.bisect_left(self._hashes, key)
-        for step in range(n):
-            owner = self._owners[(start + step) % n]
-            if id(owner) in allowed:
-                return owner
-        return self.rng.choice(candidates)  # no candidate is on the ring (not rebuilt yet)
+        return _walk(self._owners, start, candidates, self.rng)
 
 
 #: Maglev's default table size: a prime, about 100 x a large backend count (Envoy's).
@@ -165,11 +159,23 @@ class Maglev(Strategy):
     ) -> BackendState:
         if key is None or not self._table:
             return self.rng.choice(candidates)
-        allowed = {id(c) for c in candidates}
-        size = self.table_size
-        start = key % size
-        for step in range(size):
-            owner = self._table[(start + step) % size]
-            if id(owner) in allowed:
-                return owner
-        return self.rng.choice(candidates)
+        return _walk(self._table, key % len(self._table), candidates, self.rng)
+
+
+def _walk(
+    owners: Sequence[BackendState],
+    start: int,
+    candidates: Sequence[BackendState],
+    rng: random.Random,
+) -> BackendState:
+    """The first candidate from ``owners[start]`` on, wrapping round (ring or table).
+
+    A random candidate when none is there (the ring or table is not rebuilt yet).
+    """
+    allowed = {id(c) for c in candidates}
+    n = len(owners)
+    for step in range(n):
+        owner = owners[(start + step) % n]
+        if id(owner) in allowed:
+            return owner
+    return rng.choice(candidates)

@@ -167,10 +167,6 @@ class _Tracked(httpx.AsyncByteStream):
                 self.ended = True
                 # Outstanding until the body was closed; the latency is the time to the
                 # response head (what peak-EWMA compares).
-                self.transport.balancer.lb.end(
-                    self.state,
-                    trio.current_time(),
-                    self.outcome,
-                    latency=self.latency,
-                    retry=self.retry,
+                self.transport.balancer.end(
+                    self.state, self.started, self.outcome, latency=self.latency, retry=self.retry
                 )

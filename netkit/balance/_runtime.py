@@ -81,7 +81,10 @@ class Balancer:
                         scope.cancel()
                 if self.health is not None:
                     for state in change.added:
-                        nursery.start_soon(self._check, state.backend)
+                        # The scope exists before the task runs, so a snapshot that
+                        # removes the backend before then still finds it to cancel.
+                        scope = self._checks[state.backend] = trio.CancelScope()
+                        nursery.start_soon(self._check, state.backend, scope)
                 for listener in self._listeners:
                     listener(change)
                 self.snapshots_applied += 1
@@ -96,10 +99,9 @@ class Balancer:
         """Wait for the next applied snapshot."""
         await self._changed.wait()
 
-    async def _check(self, backend: Backend) -> None:
+    async def _check(self, backend: Backend, scope: trio.CancelScope) -> None:
         assert self.health is not None
-        with trio.CancelScope() as scope:
-            self._checks[backend] = scope
+        with scope:
             probe = self._probe_factory(backend) if self._probe_factory else None
             await run_health_checks(backend, self.health, self._verdict, probe=probe, rng=self._rng)
 
@@ -124,12 +126,23 @@ class Balancer:
         return now
 
     def end(
-        self, state: BackendState, started: float, outcome: Outcome, *, retry: bool = False
+        self,
+        state: BackendState,
+        started: float,
+        outcome: Outcome,
+        *,
+        latency: float | None = None,
+        retry: bool = False,
     ) -> None:
+        """Count the request started at ``started`` as ended now.
+
+        ``latency`` is what peak-EWMA and the observer get; by default the time since
+        ``started`` (a REST response passes the time to its head instead).
+        """
         now = trio.current_time()
+        if latency is None:
+            latency = now - started
         ejections = state.ejections
-        self.lb.end(state, now, outcome, latency=now - started, retry=retry)
+        self.lb.end(state, now, outcome, latency=latency, retry=retry)
         if self.observer is not None:
-            self.observer.ended(
-                state.backend, outcome.value, now - started, state.ejections > ejections
-            )
+            self.observer.ended(state.backend, outcome.value, latency, state.ejections > ejections)

@@ -17,6 +17,11 @@ import trio
 from ._backend import Backend
 
 
+def as_backends(backends: Iterable[Backend | str]) -> list[Backend]:
+    """``backends`` as Backend objects, the strings parsed (``"host:port;weight=2"``)."""
+    return [b if isinstance(b, Backend) else Backend.parse(b) for b in backends]
+
+
 class BackendSource(abc.ABC):
     """Membership snapshots, as they change (the first one as soon as it is known)."""
 
@@ -29,7 +34,7 @@ class StaticBackends(BackendSource):
     """A fixed list: ``StaticBackends(["10.0.0.1:8080", Backend("10.0.0.2", 8080)])``."""
 
     def __init__(self, backends: Iterable[Backend | str]) -> None:
-        self.backends = [b if isinstance(b, Backend) else Backend.parse(b) for b in backends]
+        self.backends = as_backends(backends)
 
     def __repr__(self) -> str:
         return f"StaticBackends({', '.join(b.address for b in self.backends)})"
@@ -46,11 +51,11 @@ class MutableBackends(BackendSource):
     """
 
     def __init__(self, backends: Iterable[Backend | str] = ()) -> None:
-        self._backends = [b if isinstance(b, Backend) else Backend.parse(b) for b in backends]
+        self._backends = as_backends(backends)
         self._changed = trio.Event()
 
     def set(self, backends: Iterable[Backend | str]) -> None:
-        self._backends = [b if isinstance(b, Backend) else Backend.parse(b) for b in backends]
+        self._backends = as_backends(backends)
         self._changed.set()
         self._changed = trio.Event()
 

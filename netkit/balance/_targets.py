@@ -17,7 +17,7 @@ import attrs
 
 from ._backend import Backend
 from ._registry import RegistryBackends
-from ._source import BackendSource, StaticBackends
+from ._source import BackendSource, StaticBackends, as_backends
 
 SCHEMES = ("registry", "static")
 DEFAULT_CLIENT_STRATEGY = "round_robin"
@@ -33,17 +33,10 @@ class Target:
     name: str = "backends"
 
 
-def is_balanced(target: object) -> bool:
-    """Whether ``target`` names a balanced target rather than one ``host``."""
-    if isinstance(target, str):
-        return target.partition("://")[0] in SCHEMES
-    return isinstance(target, Sequence)
-
-
 def parse_target(target: str | Sequence[str | Backend]) -> Target:
     """``registry://``, ``static://`` or a list; ValueError when it is none of them."""
     if not isinstance(target, str):
-        backends = [b if isinstance(b, Backend) else Backend.parse(b) for b in target]
+        backends = as_backends(target)
         if not backends:
             raise ValueError("a static target needs at least one backend")
         return Target(StaticBackends(backends), name=backends[0].host)

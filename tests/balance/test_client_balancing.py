@@ -18,6 +18,8 @@ from netkit.balance import (
     Backend,
     Backoff,
     BackoffConfig,
+    BalancedChannel,
+    Balancer,
     Connectivity,
     RegistryBackends,
     StaticBackends,
@@ -27,7 +29,7 @@ from netkit.balance import (
 from netkit.balance._balancer import Outcome
 from netkit.balance._connectivity import aggregate
 from netkit.balance._grpc_client import outcome_of
-from netkit.grpc import StatusCode
+from netkit.grpc import ChannelConfig, StatusCode
 from netkit.http import H2ClientConnection
 
 
@@ -185,3 +187,63 @@ def test_call_statuses_as_outcomes() -> None:
     assert outcome_of(StatusCode.NOT_FOUND) is Outcome.SUCCESS  # the backend worked
     for code in (StatusCode.UNAVAILABLE, StatusCode.INTERNAL, StatusCode.DEADLINE_EXCEEDED):
         assert outcome_of(code).failed
+
+
+async def test_a_balanced_channel_takes_its_backoff_from_the_channel_config() -> None:
+    config = ChannelConfig(
+        backoff_initial=0.5, backoff_multiplier=2.0, backoff_max=30.0, backoff_jitter=0.1
+    )
+    async with trio.open_nursery() as nursery:
+        balancer = Balancer(StaticBackends([]))
+        channel = BalancedChannel(nursery, balancer, config=config)
+        assert channel.backoff_config == BackoffConfig(
+            initial=0.5, multiplier=2.0, jitter=0.1, maximum=30.0
+        )
+        assert BalancedChannel(nursery, balancer).backoff_config == BackoffConfig()
+        given = BackoffConfig(initial=3.0)
+        assert (
+            BalancedChannel(nursery, balancer, config=config, backoff=given).backoff_config is given
+        )
+
+
+class HangingSubchannel(Subchannel):
+    """Never gets a connection: stays CONNECTING."""
+
+    async def _open(self) -> H2ClientConnection:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    ("call_timeout", "config", "code", "after"),
+    [
+        (1.0, ChannelConfig(), StatusCode.DEADLINE_EXCEEDED, 1.0),
+        (None, ChannelConfig(connect_timeout=2), StatusCode.UNAVAILABLE, 2.0),
+    ],
+)
+async def test_a_call_waiting_for_a_ready_subchannel_gives_up(
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    call_timeout: float | None,
+    config: ChannelConfig,
+    code: StatusCode,
+    after: float,
+) -> None:
+    from google.protobuf.empty_pb2 import Empty
+
+    from netkit.balance import _grpc_client
+    from netkit.grpc import GRPCError
+
+    monkeypatch.setattr(_grpc_client, "Subchannel", HangingSubchannel)
+    async with trio.open_nursery() as nursery:
+        balancer = Balancer(StaticBackends([Backend("10.0.0.1", 50051)]))
+        channel = BalancedChannel(nursery, balancer, config=config)
+        await nursery.start(balancer.run)
+        start = trio.current_time()
+        with pytest.raises(GRPCError) as raised:
+            async with channel.call("/x.Y/Z", Empty, Empty, timeout=call_timeout):
+                pass
+        assert raised.value.code is code
+        assert trio.current_time() - start == pytest.approx(after)
+        assert channel.state is Connectivity.CONNECTING
+        nursery.cancel_scope.cancel()
