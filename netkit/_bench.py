@@ -149,7 +149,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _name(row: dict[str, Any], keys: tuple[str, ...] = LABELS) -> str:
+def _name(row: dict[str, Any], keys: tuple[str, ...]) -> str:
     return " ".join(str(row[k]) for k in keys if k in row)
 
 
@@ -362,7 +362,7 @@ def _load_average() -> str:
 
 def write_report(
     root: Path,
-    results: list[tuple[str, str, list[dict[str, Any]] | None, str]],
+    results: list[Result],
     *,
     quick: bool,
     command: str = "",

@@ -106,11 +106,9 @@ async def _reflect(channel: Any, symbol: str) -> descriptor_pool.DescriptorPool:
             return
         proto = files.get(name)
         if proto is None:  # a well-known type the server did not send: protobuf has it
-            from google.protobuf import descriptor_pool as dp
-
             pool.Add(
                 descriptor_pb2.FileDescriptorProto.FromString(
-                    dp.Default().FindFileByName(name).serialized_pb
+                    descriptor_pool.Default().FindFileByName(name).serialized_pb
                 )
             )
             added.add(name)
@@ -194,14 +192,14 @@ async def call_ws(
 ) -> int:
     import trio_websocket
 
+    from .wire import ws_envelope as env
+
     for text in send:
         parse_json(text, "--send")
     try:
         async with trio_websocket.open_websocket_url(url) as ws:
             for n, pattern in enumerate(subscribe, 1):
-                await ws.send_message(
-                    json.dumps({"v": 1, "type": "subscribe", "id": f"sub-{n}", "topic": pattern})
-                )
+                await ws.send_message(env.encode_client(env.Subscribe(f"sub-{n}", pattern)))
             for text in send:
                 await ws.send_message(text)
             received = 0

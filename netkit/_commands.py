@@ -149,6 +149,7 @@ def registry(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from . import _call
+    from .cli import _first_leaf
 
     try:
         if args.kind == "rest":
@@ -163,9 +164,7 @@ def call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             _call.call_ws, args.url, args.subscribe, args.send, args.count, args.timeout
         )
     except (_call.CallFailed, BaseExceptionGroup) as exc:
-        leaf: BaseException = exc
-        while isinstance(leaf, BaseExceptionGroup):  # raised inside a client's nursery
-            leaf = leaf.exceptions[0]
+        leaf = _first_leaf(exc)  # a group: raised inside a client's nursery
         if not isinstance(leaf, _call.CallFailed | NetkitError | OSError):
             raise
         print(f"netkit call: {leaf}", file=sys.stderr)

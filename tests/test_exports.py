@@ -7,13 +7,26 @@ import pytest
 
 import netkit
 import netkit.discovery
+import netkit.examples.order_service
 import netkit.http
 import netkit.observe
 import netkit.security
+import netkit.testing
+import netkit.up
 
 
 @pytest.mark.parametrize(
-    "module", [netkit, netkit.http, netkit.discovery, netkit.security, netkit.observe]
+    "module",
+    [
+        netkit,
+        netkit.http,
+        netkit.discovery,
+        netkit.security,
+        netkit.observe,
+        netkit.testing,
+        netkit.up,
+        netkit.examples.order_service,
+    ],
 )
 def test_all_lists_exactly_the_public_names(module) -> None:
     public = {

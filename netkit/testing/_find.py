@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.reporting import with_reporter
-from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+from hypothesis.stateful import INVARIANT_MARKER, RuleBasedStateMachine, run_state_machine_as_test
 
 _STEP = re.compile(r"^(?:\w+ = )?state\.(\w+)\(")
 #: Steps that are not rules: the printed checks and the end of the example.
@@ -76,5 +76,5 @@ def invariant_names(machine: type[Any]) -> frozenset[str]:
     return frozenset(
         name
         for name in dir(machine)
-        if getattr(getattr(machine, name, None), "hypothesis_stateful_invariant", None)
+        if getattr(getattr(machine, name, None), INVARIANT_MARKER, None)
     )

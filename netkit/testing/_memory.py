@@ -31,7 +31,7 @@ import trio
 import trio.testing
 import trio_websocket
 
-from ..grpc import Channel, ChannelConfig, ClientInterceptor
+from ..grpc import Channel, ChannelConfig, ClientInterceptor, open_channel
 from ..http import ClientConfig, H2ClientConnection, ServerConfig
 from ..http._h2 import H2Connection
 from ..http._h11 import H11Connection
@@ -189,20 +189,10 @@ async def open_grpc_channel(
     async def transport() -> trio.abc.Stream:
         return await server.connect(wrap=wrap)
 
-    async with trio.open_nursery() as nursery:
-        channel = Channel(
-            nursery,
-            "in-memory",
-            0,
-            config=config,
-            interceptors=interceptors,
-            transport=transport,
-        )
-        try:
-            yield channel
-        finally:
-            await channel.aclose()
-            nursery.cancel_scope.cancel()
+    async with open_channel(
+        "in-memory", 0, config=config, interceptors=interceptors, transport=transport
+    ) as channel:
+        yield channel
 
 
 @asynccontextmanager

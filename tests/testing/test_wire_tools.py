@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import h11
 import pytest
+import trio
 import wsproto.frame_protocol as fp
 from hypothesis import given
 from hypothesis import strategies as st
@@ -100,10 +103,9 @@ async def test_timing_faults_do_not_change_answers(
 async def test_a_dropped_connection_fails_cleanly_and_the_server_goes_on(drop: int) -> None:
     schedule = FaultSchedule(drop_after=drop)
     async with serve_in_memory(hello_app) as server:
-        try:
+        # the client's side of the dropped connection; any other failure fails the test
+        with contextlib.suppress(trio.BrokenResourceError):
             await http1_request(server, "GET", "/hello", wrap=lambda s: FaultyStream(s, schedule))
-        except (netkit.NetkitError, h11.RemoteProtocolError, Exception) as exc:
-            assert not isinstance(exc, AssertionError)
         assert (await http1_request(server, "GET", "/hello"))[0] == 200
 
 

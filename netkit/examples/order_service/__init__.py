@@ -55,6 +55,7 @@ __all__ = [
     "Watch",
     "WatchOverflow",
     "add_order_routes",
+    "app",
     "contract_api",
     "make_app",
     "publish_events",

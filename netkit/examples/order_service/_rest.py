@@ -111,10 +111,19 @@ def view(order: Order) -> OrderView:
     )
 
 
+def order_items(body: CreateOrderBody) -> list[Item]:
+    """The store's items for a decoded create-order body (REST and WebSocket)."""
+    return [Item(i.sku, i.quantity, i.unit_price_cents) for i in body.items]
+
+
+def violation_errors(exc: InvalidOrder) -> list[dict[str, str]]:
+    """An invalid order's violations as ``errors`` entries (REST and WebSocket)."""
+    return [{"pointer": v.pointer, "detail": v.detail} for v in exc.violations]
+
+
 def problem(exc: OrderError) -> Problem:
     if isinstance(exc, InvalidOrder):
-        errors = [{"pointer": v.pointer, "detail": v.detail} for v in exc.violations]
-        return Problem(422, "the order is not valid", errors=errors)
+        return Problem(422, "the order is not valid", errors=violation_errors(exc))
     if isinstance(exc, OrderNotFound):
         return Problem(404, str(exc), title="Order not found")
     if isinstance(exc, InvalidTransition):
@@ -133,7 +142,7 @@ def add_order_routes(api: RestAPI, store: OrderStore) -> None:
     async def create_order(request: RestRequest[CreateOrderBody]) -> Response:
         """Create an order (PENDING). Send `Idempotency-Key` to make retries safe."""
         body = request.body
-        items = [Item(i.sku, i.quantity, i.unit_price_cents) for i in body.items]
+        items = order_items(body)
         try:
             order = store.create(body.customer_id, items)
         except OrderError as exc:

@@ -14,7 +14,7 @@ of a real service share their database.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -173,8 +173,3 @@ class OrderStore:
         del self._seq[order_id]
         self._emit(EventKind.DELETED, order)
         return order
-
-
-def items_from(pairs: Sequence[tuple[str, int, int]]) -> tuple[Item, ...]:
-    """``[("book", 2, 1250)]`` -> items (handy in tests and examples)."""
-    return tuple(Item(sku, quantity, price) for sku, quantity, price in pairs)

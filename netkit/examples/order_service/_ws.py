@@ -13,17 +13,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from netkit.rest._shapes import Shapes, ValidationFailed, jsonable
+from netkit.rest._shapes import Shapes, jsonable
 from netkit.wire import ws_envelope as env
 from netkit.ws import Hub, Overflow, WebSocket
 
-from ._model import InvalidOrder, Item, OrderError, OrderEvent, OrderNotFound
-from ._rest import CreateOrderBody, view
+from ._model import InvalidOrder, OrderError, OrderEvent, OrderNotFound
+from ._rest import CreateOrderBody, order_items, view, violation_errors
 from ._store import OrderStore
 
 _shapes = Shapes()
 _decode_order = _shapes.decoder(CreateOrderBody)
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = env._dumps  # the envelope's encoder: the same bytes as the hub's messages
 
 
 def order_message(event: OrderEvent) -> Any:
@@ -34,9 +34,9 @@ def order_message(event: OrderEvent) -> Any:
 def _error(
     id: str | int | None, code: str, detail: str, errors: list[dict[str, str]] | None = None
 ) -> str:
-    message: dict[str, Any] = {"v": 1, "type": "error", "id": id, "code": code, "detail": detail}
-    if errors is not None:
-        message["errors"] = errors
+    if errors is None:
+        return env.encode_error(id, code, detail)
+    message = {"v": 1, "type": "error", "id": id, "code": code, "detail": detail, "errors": errors}
     return _dumps(message)
 
 
@@ -92,13 +92,9 @@ class OrderEvents:
         if errors:
             return _error(id, "invalid_order", "the order is not valid", errors)
         try:
-            items = [Item(i.sku, i.quantity, i.unit_price_cents) for i in body.items]
-            order = self.store.create(body.customer_id, items)
-        except ValidationFailed as exc:
-            return _error(id, "invalid_order", "the order is not valid", exc.errors)
+            order = self.store.create(body.customer_id, order_items(body))
         except InvalidOrder as exc:
-            errors = [{"pointer": v.pointer, "detail": v.detail} for v in exc.violations]
-            return _error(id, "invalid_order", "the order is not valid", errors)
+            return _error(id, "invalid_order", "the order is not valid", violation_errors(exc))
         except OrderError as exc:
             return _error(id, "refused", str(exc))
         return _order(id, jsonable(view(order)))
