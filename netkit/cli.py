@@ -230,7 +230,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--health-check", help="tcp, http:/PATH or grpc[:SERVICE] (default: none, passive only)"
     )
-    p.add_argument("--health-interval", type=float, default=5.0)
+    p.add_argument(
+        "--health-interval", type=float, help="seconds between checks (HealthCheckConfig's: 5)"
+    )
     p.add_argument(
         "--status", action="store_true", help="live status on stderr (requests/s, p99, backends)"
     )
@@ -369,7 +371,9 @@ def _balancer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if kind not in ("tcp", "http", "grpc"):
             parser.error("--health-check is tcp, http:/PATH or grpc[:SERVICE]")
         extra = {"path": rest or "/healthz"} if kind == "http" else {"grpc_service": rest}
-        health = HealthCheckConfig(kind=kind, interval=args.health_interval, **extra)
+        if args.health_interval is not None:
+            extra["interval"] = args.health_interval
+        health = HealthCheckConfig(kind=kind, **extra)
     proxy = ReverseProxy(
         Balancer(source, strategy, health=health), ProxyConfig(hash_key=args.hash_key), **contexts
     )
